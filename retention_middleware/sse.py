@@ -1,0 +1,135 @@
+"""An incremental parser for ``text/event-stream`` bodies: bytes in, events out.
+
+It accepts the byte stream split anywhere (mid-line, mid-UTF-8 sequence, between ``\\r`` and
+``\\n``) and handles ``\\r\\n``, ``\\n`` and ``\\r`` line ends, multi-line ``data:``, comments and
+``[DONE]``. It holds only the unfinished line and the current event, so its memory is bounded by the
+largest single event, never by the length of the stream. Every event also reports how many raw bytes
+it spanned, so a caller can drop one event from the byte stream without re-encoding the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""An event larger than this is skipped (and counted) rather than buffered without limit."""
+
+DONE = b"[DONE]"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str | None
+    """The ``event:`` field, or None when the event has none (the spec's default type "message")."""
+    data: bytes
+    """The ``data:`` lines joined with ``\\n``; left as bytes because orjson parses bytes directly."""
+    raw_length: int
+    """Bytes of the stream from the end of the previous event through this event's blank line."""
+
+
+class SSEParser:
+    """Feed body chunks with ``feed``; it returns the events each chunk completes."""
+
+    __slots__ = (
+        "_line",
+        "_in_dropped_line",
+        "_skipping",
+        "_data",
+        "_size",
+        "_event",
+        "_raw",
+        "_after_cr",
+        "skipped_events",
+    )
+
+    def __init__(self) -> None:
+        self._line = b""  # the unfinished last line of the previous chunk
+        self._in_dropped_line = False  # the next bytes continue a line too long to keep
+        self._skipping = False  # inside an oversized event: discard until its blank line
+        self._data: list[bytes] = []
+        self._size = 0
+        self._event: str | None = None
+        self._raw = 0  # bytes of complete lines since the last dispatched event
+        self._after_cr = False  # the previous chunk ended in \r, so a leading \n ends that same line
+        self.skipped_events = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        if not chunk:
+            return events
+        if self._after_cr and chunk[:1] == b"\n":
+            self._raw += 1
+            chunk = chunk[1:]
+            if not chunk:
+                self._after_cr = False
+                return events
+        self._after_cr = chunk[-1:] == b"\r"
+        if self._line:
+            chunk = self._line + chunk
+        # bytes.splitlines splits on exactly \r\n, \n and \r, the three line ends SSE allows.
+        lines = chunk.splitlines(keepends=True)
+        if self._in_dropped_line:
+            continuation = lines[0]
+            self._raw += len(continuation)
+            if continuation[-1:] not in (b"\n", b"\r"):
+                return events
+            self._in_dropped_line = False
+            del lines[0]
+            if not lines:
+                return events
+        tail = lines[-1]
+        if tail[-1:] in (b"\n", b"\r"):
+            self._line = b""
+        else:
+            self._line = lines.pop()
+        for line in lines:
+            self._raw += len(line)
+            self._take(line, events)
+        if len(self._line) + self._size > MAX_EVENT_BYTES:
+            self._start_skipping()
+            # Keep counting the unfinished line as raw bytes, but stop holding it.
+            self._raw += len(self._line)
+            self._line = b""
+            self._in_dropped_line = True
+        return events
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes fed but not yet attributed to a dispatched event."""
+        return self._raw + len(self._line)
+
+    def _take(self, line: bytes, events: list[SSEEvent]) -> None:
+        content = line.rstrip(b"\r\n")
+        if not content:
+            if self._data and not self._skipping:
+                events.append(SSEEvent(self._event, b"\n".join(self._data), self._raw))
+                self._raw = 0
+            self._reset()
+            return
+        if self._skipping or content[:1] == b":":
+            return  # inside an oversized event, or a comment such as a keep-alive
+        name, colon, value = content.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._size += len(value) + 1
+            if self._size > MAX_EVENT_BYTES:
+                self._start_skipping()
+                return
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        # id and retry change nothing a tee needs; unknown fields are ignored, as the spec says.
+
+    def _start_skipping(self) -> None:
+        if not self._skipping:
+            self.skipped_events += 1
+        self._skipping = True
+        self._data = []
+        self._size = 0
+
+    def _reset(self) -> None:
+        self._data = []
+        self._size = 0
+        self._event = None
+        self._skipping = False

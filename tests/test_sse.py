@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from retention_middleware import sse
+from retention_middleware.sse import SSEParser
+
+from asgi_tools import random_split
+from cassettes import all_cassettes, load
+
+MIXED = (
+    b'event: response.created\ndata: {"a":1}\n\n'
+    b": keep-alive comment\r\n"
+    b"data: first line\r\ndata: second line\r\n\r\n"
+    b"data: \xe9\x9b\xaa snow\rdata:no-space\r\r"
+    b"id: 7\nretry: 100\nunknown: field\ndata: {}\n\n"
+    b"event: only-event-no-data\n\n"
+    b"data: [DONE]\n\n"
+)
+
+
+def parse_all(pieces: list[bytes]) -> tuple[list[tuple[str | None, bytes]], int, SSEParser]:
+    parser = SSEParser()
+    events = []
+    total = 0
+    for piece in pieces:
+        for event in parser.feed(piece):
+            events.append((event.event, event.data))
+            total += event.raw_length
+    return events, total, parser
+
+
+def test_fields_line_ends_comments_and_multiline_data() -> None:
+    events, _, _ = parse_all([MIXED])
+    assert events == [
+        ("response.created", b'{"a":1}'),
+        (None, b"first line\nsecond line"),
+        (None, "雪 snow".encode() + b"\nno-space"),
+        (None, b"{}"),
+        (None, b"[DONE]"),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_any_split_gives_the_same_events_and_accounts_for_every_byte(seed: int) -> None:
+    expected, _, _ = parse_all([MIXED])
+    pieces = random_split(MIXED, random.Random(seed), max_piece=5)
+    events, attributed, parser = parse_all(pieces)
+    assert events == expected
+    assert attributed + parser.pending_bytes == len(MIXED)
+
+
+def test_split_between_cr_and_lf_is_one_line_end() -> None:
+    events, _, _ = parse_all([b"data: a\r", b"\n", b"\r", b"\ndata: b\r\n\r\n"])
+    assert events == [(None, b"a"), (None, b"b")]
+
+
+def test_raw_lengths_cut_the_stream_into_its_events() -> None:
+    stream = b"data: one\n\n: c\ndata: two\r\n\r\ndata: [DONE]\n\n"
+    parser = SSEParser()
+    spans = [event.raw_length for event in parser.feed(stream)]
+    assert spans == [len(b"data: one\n\n"), len(b": c\ndata: two\r\n\r\n"), len(b"data: [DONE]\n\n")]
+
+
+@pytest.mark.parametrize("name", [n for n in all_cassettes() if "stream" in n])
+def test_recorded_streams_parse_to_their_recorded_events(name: str) -> None:
+    for turn in load(name):
+        if not turn.is_sse:
+            continue
+        expected = [line[6:].rstrip("\n").encode() for line in turn.response_bytes.decode().split("\n")
+                    if line.startswith("data: ")]  # fmt: skip
+        pieces = random_split(turn.response_bytes, random.Random(len(turn.response_bytes)), max_piece=300)
+        events, _, _ = parse_all(pieces)
+        assert [data for _, data in events] == expected
+
+
+def test_memory_is_bounded_by_the_largest_event_not_the_stream() -> None:
+    parser = SSEParser()
+    event = b"data: " + b"x" * 1000 + b"\n\n"
+    for _ in range(10_000):  # 10 MB of stream
+        parser.feed(event[:500])
+        parser.feed(event[500:])
+        assert parser.pending_bytes <= len(event)
+
+
+def test_an_event_larger_than_the_limit_is_skipped_not_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 100)
+    parser = SSEParser()
+    events = parser.feed(b"data: " + b"y" * 60 + b"\ndata: " + b"z" * 60 + b"\n\n")
+    events += parser.feed(b"data: " + b"w" * 80)  # an unfinished line past the limit
+    events += parser.feed(b"w" * 200)
+    events += parser.feed(b"w\n\ndata: small\n\n")
+    assert [e.data for e in events] == [b"small"]
+    assert parser.skipped_events == 2
