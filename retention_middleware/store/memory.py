@@ -1,0 +1,267 @@
+"""MemoryStore: the embedded default, records in process memory with the same semantics as MongoDB.
+
+Content is kept as orjson bytes, not as the caller's objects: that is what the byte budget measures,
+every read hands out a fresh copy (as a database would), and a caller mutating its dict after
+``put`` cannot change what was stored. Datetimes are floored to milliseconds as BSON does, so a
+record reads back the same from either store.
+
+Everything here is synchronous between awaits, so asyncio's single thread is the only lock needed:
+``get_chain`` sees one consistent state because it never yields while reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from .base import ContentRecord, ResponseChain, StoredResponse, StoreError, StoreFull
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUDGET = 256 * 1024**2
+DEFAULT_SWEEP_INTERVAL = 30.0
+
+
+def utc_millis(moment: datetime, name: str = "datetime") -> datetime:
+    """``moment`` in UTC, floored to the millisecond the way BSON stores dates."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got a naive datetime")
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+def _dump(value: Any, what: str) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        raise StoreError(f"{what} is not JSON-serialisable") from None
+
+
+R = TypeVar("R", StoredResponse, ContentRecord)
+
+
+@dataclass(frozen=True)
+class _Kept(Generic[R]):
+    """One stored record: its metadata, with the content fields held as JSON bytes."""
+
+    record: R
+    blobs: tuple[bytes, ...]
+    size: int
+
+    @property
+    def tenant(self) -> str:
+        return self.record.tenant
+
+    def live(self, tenant: str, now: datetime) -> bool:
+        return self.record.tenant == tenant and self.record.expires_at > now
+
+
+class MemoryStore:
+    """Stored responses and content records in process memory, bounded by a byte budget.
+
+    A ``put`` that would exceed ``budget`` bytes first purges expired records, then raises
+    ``StoreFull``: live records are never evicted. A background task started by ``start()`` purges
+    expired records every ``sweep_interval`` seconds; reads never return them either way.
+    """
+
+    def __init__(
+        self,
+        budget: int = DEFAULT_BUDGET,
+        *,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if budget <= 0 or sweep_interval <= 0:
+            raise ValueError("MemoryStore: budget and sweep_interval must be positive")
+        self.budget = budget
+        self._sweep_interval = sweep_interval
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._responses: dict[str, _Kept[StoredResponse]] = {}
+        self._content: dict[str, _Kept[ContentRecord]] = {}
+        self._used = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of content currently held, expired-but-unpurged records included."""
+        return self._used
+
+    def __len__(self) -> int:
+        """Records physically held (responses and content), expired-but-unpurged included."""
+        return len(self._responses) + len(self._content)
+
+    async def start(self) -> None:
+        self._ensure_started()
+
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        # A sweeper of another (ended) event loop cannot be cancelled from here; it is already dead.
+        if sweeper is not None and sweeper.get_loop() is asyncio.get_running_loop():
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        # Volatile by design: closing the store is the end of what it held.
+        self._responses.clear()
+        self._content.clear()
+        self._used = 0
+
+    async def check(self) -> None:
+        """Raise StoreFull if not one more byte fits, even after purging expired records."""
+        self._ensure_started()
+        if self._used >= self.budget:
+            self._purge_expired(self._now())
+        if self._used >= self.budget:
+            raise StoreFull(f"memory store budget of {self.budget} bytes is spent")
+
+    def _ensure_started(self) -> None:
+        # Called at the top of every operation (lazy start when the host runs no lifespan). It never
+        # awaits, so no two coroutines can both see "not started": asyncio is the lock.
+        if self._sweeper is None or self._sweeper.done():  # done: its event loop has gone away
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="retention-sweep")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                self._purge_expired(self._now())
+            except Exception:  # a broken clock must not end the sweeping for good
+                logger.exception("memory store sweep failed")
+
+    def _now(self) -> datetime:
+        return utc_millis(self._clock(), "clock()")
+
+    def _purge_expired(self, now: datetime) -> int:
+        purged = 0
+        for table in (self._responses, self._content):
+            expired = [key for key, kept in table.items() if kept.record.expires_at <= now]
+            for key in expired:
+                self._used -= table.pop(key).size
+            purged += len(expired)
+        return purged
+
+    def _keep(self, table: dict[str, _Kept[R]], key: str, record: R, blobs: tuple[bytes, ...]) -> None:
+        if key in table:
+            raise StoreError(f"a record with id {key!r} is already stored")
+        size = sum(len(blob) for blob in blobs)
+        if self._used + size > self.budget:
+            self._purge_expired(self._now())
+        if self._used + size > self.budget:
+            raise StoreFull(
+                f"memory store budget of {self.budget} bytes is spent ({self._used} in use, {size} more "
+                "asked); live records are never evicted: raise RETENTION_MEMORY_BUDGET or use MongoDB"
+            )
+        table[key] = _Kept(record, blobs, size)
+        self._used += size
+
+    def _drop(self, table: dict[str, _Kept[R]], key: str) -> _Kept[R]:
+        kept = table.pop(key)
+        self._used -= kept.size
+        return kept
+
+    @staticmethod
+    def _response(kept: _Kept[StoredResponse]) -> StoredResponse:
+        input_items, response, usage = (orjson.loads(blob) for blob in kept.blobs)
+        return dataclasses.replace(kept.record, input_items=input_items, response=response, usage=usage)
+
+    @staticmethod
+    def _content_record(kept: _Kept[ContentRecord]) -> ContentRecord:
+        request, response = (orjson.loads(blob) for blob in kept.blobs)
+        return dataclasses.replace(kept.record, request=request, response=response)
+
+    # -- stored responses -------------------------------------------------------------------------
+
+    async def put(self, record: StoredResponse) -> None:
+        self._ensure_started()
+        blobs = (
+            _dump(record.input_items, "input_items"),
+            _dump(record.response, "response"),
+            _dump(record.usage, "usage"),
+        )
+        meta = dataclasses.replace(
+            record,
+            created_at=utc_millis(record.created_at, "created_at"),
+            expires_at=utc_millis(record.expires_at, "expires_at"),
+            ancestors=tuple(record.ancestors),
+            input_items=[],
+            response={},
+            usage=None,
+        )
+        self._keep(self._responses, record.id, meta, blobs)
+
+    async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
+        self._ensure_started()
+        kept = self._responses.get(response_id)
+        if kept is None or not kept.live(tenant, self._now()):
+            return None
+        return self._response(kept)
+
+    async def get_chain(self, tenant: str, response_id: str) -> ResponseChain:
+        self._ensure_started()
+        now = self._now()
+        kept = self._responses.get(response_id)
+        if kept is None or not kept.live(tenant, now):
+            return ResponseChain(response=None, ancestors={})
+        root = self._response(kept)
+        ancestors: dict[str, StoredResponse] = {}
+        for ancestor_id in root.ancestors:
+            found = self._responses.get(ancestor_id)
+            if found is not None and found.live(tenant, now):
+                ancestors[ancestor_id] = self._response(found)
+        return ResponseChain(response=root, ancestors=ancestors)
+
+    async def delete(self, tenant: str, response_id: str) -> bool:
+        self._ensure_started()
+        kept = self._responses.get(response_id)
+        if kept is None or kept.tenant != tenant:
+            return False
+        # Removed even when already expired (as MongoStore does); only a live one counts as deleted.
+        self._drop(self._responses, response_id)
+        return kept.record.expires_at > self._now()
+
+    async def delete_tenant(self, tenant: str) -> int:
+        self._ensure_started()
+        return self._drop_tenant(self._responses, tenant)
+
+    def _drop_tenant(self, table: dict[str, _Kept[R]], tenant: str) -> int:
+        keys = [key for key, kept in table.items() if kept.tenant == tenant]
+        for key in keys:
+            self._drop(table, key)
+        return len(keys)
+
+    # -- content records --------------------------------------------------------------------------
+
+    async def put_content(self, record: ContentRecord) -> None:
+        self._ensure_started()
+        blobs = (_dump(record.request, "request"), _dump(record.response, "response"))
+        meta = dataclasses.replace(
+            record,
+            created_at=utc_millis(record.created_at, "created_at"),
+            expires_at=utc_millis(record.expires_at, "expires_at"),
+            request=None,
+            response=None,
+        )
+        self._keep(self._content, record.id, meta, blobs)
+
+    async def delete_tenant_content(self, tenant: str) -> int:
+        self._ensure_started()
+        return self._drop_tenant(self._content, tenant)
+
+    async def count_content(self, tenant: str) -> int:
+        self._ensure_started()
+        now = self._now()
+        return sum(1 for kept in self._content.values() if kept.live(tenant, now))
+
+    async def find_content(self, tenant: str) -> Sequence[ContentRecord]:
+        self._ensure_started()
+        now = self._now()
+        live = [kept for kept in self._content.values() if kept.live(tenant, now)]
+        live.sort(key=lambda kept: (kept.record.created_at, kept.record.id))
+        return [self._content_record(kept) for kept in live]
