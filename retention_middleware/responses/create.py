@@ -1,0 +1,220 @@
+"""``POST /v1/responses``: a stateful Responses API in front of a stateless upstream.
+
+The upstream always gets ``store: false`` and no ``previous_response_id``; when the client continues
+a conversation, the earlier turns are rehydrated from the store into ``input``. The answer streams
+back as it comes, with ``store`` and ``previous_response_id`` restored, and the final response object
+is stored (if the client asked and the policy allows) before its last bytes reach the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .._types import ASGIApp
+from ..errors import OpenAIError, invalid_request, send_error
+from ..exchange import Exchange
+from ..request_body import ClientGone, read_body, replay, with_body_length
+from ..settings import RetentionSettings
+from ..store.base import ResponseStore, StoredResponse, StoreError
+from .capture import ResponseCapture
+from .ids import checked_id
+from .inflight import InFlightRegistry, InFlightResponse
+from .items import input_as_items
+from .patch import StreamingPatcher, restoration_patterns, restore_in_object
+from .rehydrate import rehydrate, store_unavailable
+
+logger = logging.getLogger("retention_middleware")
+
+
+def _parse_request(body: bytes) -> dict[str, Any]:
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise invalid_request(
+            "The request body is not valid JSON (it must be a UTF-8 encoded JSON object).",
+            code="invalid_json",
+        ) from None
+    if not isinstance(request, dict):
+        raise invalid_request("The request body must be a JSON object.", code="invalid_json")
+    return request
+
+
+class CreateResponseHandler:
+    """Owns ``POST /v1/responses``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: RetentionSettings,
+        store: ResponseStore,
+        inflight: InFlightRegistry,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.store = store
+        self.inflight = inflight
+        self.clock = clock
+
+    async def __call__(self, exchange: Exchange) -> None:
+        record = exchange.record
+        try:
+            body = await read_body(exchange.receive, exchange.scope["headers"], self.settings.max_body)
+            request = _parse_request(body)
+            model = request.get("model")
+            record.model = model if isinstance(model, str) else None
+            record.stream = request.get("stream") is True
+            guard = exchange.guard()
+            if guard is not None:
+                guard.add_source(request)
+            upstream_request, store, previous_id, history = await self._prepare(request, exchange)
+        except ClientGone:
+            return
+        except OpenAIError as error:
+            record.error = error.code
+            await send_error(exchange.send, error)
+            return
+        if guard is not None and upstream_request is not request:
+            guard.add_source(upstream_request)  # the rehydrated history is content too
+        record.stored = False
+        if upstream_request is request and "store" in request and request["store"] is False:
+            upstream_body = body  # nothing to change: the upstream gets the client's bytes
+        else:
+            upstream_body = orjson.dumps(upstream_request)
+        scope = with_body_length(exchange.scope, len(upstream_body))
+        turn = _Turn(self, exchange, request, store, previous_id, history)
+        patterns = restoration_patterns(store, previous_id)
+        capture = ResponseCapture(
+            exchange,
+            guard,
+            StreamingPatcher(patterns) if patterns else None,
+            turn.on_response_id,
+            turn.on_final,
+        )
+        try:
+            await self.app(scope, replay(upstream_body, exchange.receive), capture.send)
+        finally:
+            turn.close()
+
+    async def _prepare(
+        self, request: dict[str, Any], exchange: Exchange
+    ) -> tuple[dict[str, Any], bool, str | None, list[StoredResponse]]:
+        """Check the request and build what the upstream gets; raises OpenAIError for bad input."""
+        store = request.get("store", True)
+        if not isinstance(store, bool):
+            raise invalid_request("Invalid type for 'store': expected a boolean.", param="store",
+                                  code="invalid_type")  # fmt: skip
+        if request.get("background") is True:
+            raise invalid_request(
+                "Background responses are not supported here: they need the upstream to keep state.",
+                param="background",
+                code="unsupported_parameter",
+            )
+        previous = request.get("previous_response_id")
+        zero = self.settings.policy == "zero"
+        if previous is not None and zero:
+            raise invalid_request(
+                "previous_response_id is not supported: this server keeps no responses (zero data "
+                "retention). Send the whole conversation in 'input' instead.",
+                param="previous_response_id",
+                code="unsupported_parameter",
+            )
+        if zero:
+            store = False
+        previous_id = None if previous is None else checked_id(previous, "previous_response_id")
+        new_items = input_as_items(request.get("input", []))
+        tenant = exchange.record.tenant or "anonymous"
+        if store and self.settings.store_failure == "reject":
+            try:
+                await self.store.check()
+            except StoreError as error:
+                exchange.record.error = error.code
+                raise store_unavailable() from None
+        history: list[StoredResponse] = []
+        upstream = dict(request)
+        upstream["store"] = False
+        if previous_id is not None:
+            history = await rehydrate(self.store, tenant, previous_id)
+            upstream.pop("previous_response_id")
+            upstream["input"] = [item for turn in history for item in _turn_items(turn)] + new_items
+        if "store" in request and request["store"] is False and previous_id is None:
+            return request, False, None, history
+        return upstream, store, previous_id, history
+
+
+def _turn_items(turn: StoredResponse) -> list[Any]:
+    output = turn.response.get("output")
+    return [*turn.input_items, *(output if isinstance(output, list) else [])]
+
+
+class _Turn:
+    """The per-request side of a capture: in-flight registration and the write."""
+
+    def __init__(
+        self,
+        handler: CreateResponseHandler,
+        exchange: Exchange,
+        request: dict[str, Any],
+        store: bool,
+        previous_id: str | None,
+        history: list[StoredResponse],
+    ) -> None:
+        self.handler = handler
+        self.exchange = exchange
+        self.request = request
+        self.store = store
+        self.previous_id = previous_id
+        self.history = history
+        self.entry: InFlightResponse | None = None
+
+    def on_response_id(self, response_id: str) -> None:
+        if self.store and self.entry is None:
+            self.entry = self.handler.inflight.open(self.exchange.record.tenant or "anonymous", response_id)
+
+    async def on_final(self, response: dict[str, Any]) -> None:
+        restore_in_object(response, self.store, self.previous_id)
+        if not self.store:
+            return
+        response_id = response.get("id")
+        entry = self.entry
+        if not isinstance(response_id, str) or entry is None:
+            return
+        record = self.exchange.record
+        if not entry.begin_write():
+            record.error = "deleted_while_streaming"
+            return
+        try:
+            now = self.handler.clock()
+            ancestors = (*self.history[-1].ancestors, self.history[-1].id) if self.history else ()
+            await self.handler.store.put(
+                StoredResponse(
+                    id=response_id,
+                    tenant=entry.tenant,
+                    created_at=now,
+                    expires_at=now + self.handler.settings.ttl,
+                    model=response.get("model") if isinstance(response.get("model"), str) else None,
+                    status=response.get("status") if isinstance(response.get("status"), str) else None,
+                    previous_response_id=self.previous_id,
+                    ancestors=tuple(ancestors),
+                    input_items=input_as_items(self.request.get("input", [])),
+                    response=response,
+                    usage=record.usage,
+                )
+            )
+            record.stored = True
+        except StoreError as error:
+            # The answer is served all the same (RETENTION_STORE_FAILURE=serve); the client can tell
+            # from a later GET, the operator from the access log.
+            record.error = error.code
+            logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
+        finally:
+            entry.end_write()
+
+    def close(self) -> None:
+        if self.entry is not None:
+            self.handler.inflight.close(self.entry)

@@ -1,0 +1,67 @@
+"""Input items: normalising a request's ``input`` and listing it the way ``input_items`` does."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..errors import invalid_request
+
+
+def input_as_items(value: Any) -> list[Any]:
+    """The request's ``input`` as a list of items; a string is one user message. Raises 400."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    if isinstance(value, list):
+        for position, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise invalid_request(
+                    f"Invalid 'input[{position}]': expected an object.", param=f"input[{position}]",
+                    code="invalid_type",
+                )  # fmt: skip
+        return value
+    raise invalid_request("Invalid 'input': expected a string or an array of items.", param="input",
+                          code="invalid_type")  # fmt: skip
+
+
+def normalised_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as ``input_items`` shows it: typed, with content as a list of parts."""
+    if "type" not in item and "role" in item:
+        item = {"type": "message", **item}
+    if item.get("type") == "message" and isinstance(item.get("content"), str):
+        part_type = "output_text" if item.get("role") == "assistant" else "input_text"
+        item = {**item, "content": [{"type": part_type, "text": item["content"]}]}
+    return item
+
+
+def listed_item(response_id: str, position: int, item: Any) -> dict[str, Any]:
+    """The item with an id: its own, or one derived from the response id and its position, so the
+    same item always lists under the same id (``after`` cursors depend on that)."""
+    listed = normalised_item(item) if isinstance(item, dict) else {"type": "unknown"}
+    if isinstance(listed.get("id"), str) and listed["id"]:
+        return listed
+    prefix = "msg" if listed.get("type") == "message" else "item"
+    digest = hashlib.sha256(f"{response_id}:{position}".encode()).hexdigest()[:40]
+    return {"id": f"{prefix}_{digest}", **listed}
+
+
+def list_page(response_id: str, items: list[Any], *, after: str | None, limit: int, order: str) -> dict[str, Any]:
+    """One page of ``GET /v1/responses/{id}/input_items``."""
+    listed = [listed_item(response_id, position, item) for position, item in enumerate(items)]
+    if order == "desc":
+        listed.reverse()
+    start = 0
+    if after is not None:
+        positions = [position for position, item in enumerate(listed) if item["id"] == after]
+        if not positions:
+            raise invalid_request(f"No input item with id '{after}' in this response.", param="after",
+                                  code="invalid_value")  # fmt: skip
+        start = positions[0] + 1
+    page = listed[start : start + limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": start + limit < len(listed),
+    }

@@ -1,0 +1,94 @@
+"""``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``.
+
+Served from the store by the middleware and never forwarded: the upstream keeps nothing. Every
+lookup is scoped to the caller's tenant, and another tenant's id gets the same 404 as one that never
+existed.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ..errors import OpenAIError, invalid_request, not_found, send_error, send_json
+from ..exchange import Exchange
+from ..routes import Route
+from ..store.base import ResponseStore, StoreError
+from .ids import checked_id
+from .inflight import InFlightRegistry
+from .items import list_page
+from .rehydrate import store_unavailable
+
+
+def _page_parameters(query_string: bytes) -> tuple[str | None, int, str]:
+    after: str | None = None
+    limit = 20
+    order = "desc"
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name == "after":
+            after = checked_id(value, "after")
+        elif name == "limit":
+            if not value.isdigit() or not 1 <= int(value) <= 100:
+                raise invalid_request("Invalid 'limit': expected an integer from 1 to 100.", param="limit",
+                                      code="invalid_value")  # fmt: skip
+            limit = int(value)
+        elif name == "order":
+            if value not in ("asc", "desc"):
+                raise invalid_request("Invalid 'order': expected 'asc' or 'desc'.", param="order",
+                                      code="invalid_value")  # fmt: skip
+            order = value
+    return after, limit, order
+
+
+class StoredResponseHandler:
+    """Owns the three read/delete endpoints of stored responses."""
+
+    def __init__(self, store: ResponseStore, inflight: InFlightRegistry) -> None:
+        self.store = store
+        self.inflight = inflight
+
+    async def __call__(self, exchange: Exchange) -> None:
+        try:
+            await self._serve(exchange)
+        except OpenAIError as error:
+            exchange.record.error = error.code
+            await send_error(exchange.send, error)
+        except StoreError as error:
+            exchange.record.error = error.code
+            await send_error(exchange.send, store_unavailable())
+
+    async def _serve(self, exchange: Exchange) -> None:
+        response_id = checked_id(exchange.raw_id, "response_id")
+        tenant = exchange.record.tenant or "anonymous"
+        if exchange.route is Route.RESPONSES_DELETE:
+            await self._delete(exchange, tenant, response_id)
+            return
+        # Parameters are checked before the lookup, so a bad one is a 400 whether or not the id exists.
+        page_parameters = (
+            _page_parameters(exchange.scope.get("query_string", b""))
+            if exchange.route is Route.RESPONSES_INPUT_ITEMS
+            else None
+        )
+        stored = await self.store.get(tenant, response_id)
+        if stored is None:
+            raise not_found(response_id)
+        exchange.record.model = stored.model
+        if page_parameters is None:
+            await send_json(exchange.send, 200, orjson.dumps(stored.response))
+            return
+        after, limit, order = page_parameters
+        page = list_page(response_id, stored.input_items, after=after, limit=limit, order=order)
+        await send_json(exchange.send, 200, orjson.dumps(page))
+
+    async def _delete(self, exchange: Exchange, tenant: str, response_id: str) -> None:
+        streaming = self.inflight.find(tenant, response_id)
+        # A response still streaming here counts as existing until it has been deleted once.
+        cancelled_now = streaming is not None and not streaming.deleted
+        if streaming is not None:
+            await streaming.cancel()
+        deleted = await self.store.delete(tenant, response_id)
+        if not deleted and not cancelled_now:
+            raise not_found(response_id)
+        body = orjson.dumps({"id": response_id, "object": "response", "deleted": True})
+        await send_json(exchange.send, 200, body)

@@ -1,0 +1,57 @@
+"""The request classifier: which OpenAI endpoint a request is for, from its method and path alone.
+
+Both ``/v1/...`` and the bare paths some servers also serve (llama.cpp, for one) are recognised; a
+trailing slash is ignored. Everything else is ``OTHER`` and is forwarded untouched.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+
+class Route(enum.Enum):
+    CHAT = "chat.completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    RESPONSES_CREATE = "responses.create"
+    RESPONSES_RETRIEVE = "responses.retrieve"
+    RESPONSES_DELETE = "responses.delete"
+    RESPONSES_INPUT_ITEMS = "responses.input_items"
+    MODELS = "models"
+    RETENTION_ERASE = "retention.erase"
+    OTHER = "other"
+
+
+_EXACT: dict[tuple[str, str], Route] = {}
+for _prefix in ("/v1", ""):
+    _EXACT[("POST", f"{_prefix}/chat/completions")] = Route.CHAT
+    _EXACT[("POST", f"{_prefix}/completions")] = Route.COMPLETIONS
+    _EXACT[("POST", f"{_prefix}/embeddings")] = Route.EMBEDDINGS
+    _EXACT[("POST", f"{_prefix}/responses")] = Route.RESPONSES_CREATE
+    _EXACT[("GET", f"{_prefix}/models")] = Route.MODELS
+_EXACT[("DELETE", "/v1/retention/data")] = Route.RETENTION_ERASE
+
+# The id segment is taken as it stands; its syntax is checked by the handler, which can answer with
+# a proper 400 rather than a silent pass-through.
+_RESPONSE_ITEM = re.compile(r"^(?:/v1)?/responses/([^/]+)(/input_items)?/?$")
+
+
+def classify(method: str, path: str) -> tuple[Route, str | None]:
+    """The route and, for ``/responses/{id}``, the raw id from the path."""
+    if len(path) > 1 and path[-1] == "/":
+        path = path[:-1]
+    route = _EXACT.get((method, path))
+    if route is not None:
+        return route, None
+    if "/responses/" in path:
+        match = _RESPONSE_ITEM.match(path)
+        if match:
+            response_id, input_items = match.groups()
+            if input_items and method == "GET":
+                return Route.RESPONSES_INPUT_ITEMS, response_id
+            if not input_items and method == "GET":
+                return Route.RESPONSES_RETRIEVE, response_id
+            if not input_items and method == "DELETE":
+                return Route.RESPONSES_DELETE, response_id
+    return Route.OTHER, None
