@@ -13,15 +13,19 @@ from typing import Any
 
 import orjson
 
-from ._types import ASGIApp, Message
+from ._types import ASGIApp, Message, Send
+from .assemble import StreamAssembler
+from .content_log import ContentLog
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
+from .inflight import InFlightRegistry
 from .log_guard import GuardedContent
 from .metering import completion_chunk_texts, is_usage_only_chunk, normalise_usage, usage_of_body
 from .request_body import ClientGone, parse_json_object, read_body, replay, with_body_length
 from .routes import Route
 from .sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
 from .tee import BodyKind, body_kind_of
+from .tenancy import ANONYMOUS
 
 
 def _client_wants_usage(body: dict[str, Any]) -> bool:
@@ -32,9 +36,11 @@ def _client_wants_usage(body: dict[str, Any]) -> bool:
 class MeteredHandler:
     """Owns chat completions, completions and embeddings requests."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, content_log: ContentLog, inflight: InFlightRegistry) -> None:
         self.app = app
         self.max_body = max_body
+        self.content_log = content_log
+        self.inflight = inflight
 
     async def __call__(self, exchange: Exchange) -> None:
         scope = exchange.scope
@@ -63,40 +69,79 @@ class MeteredHandler:
             exchange.record.stream = streaming
             if streaming and exchange.route is not Route.EMBEDDINGS and not _client_wants_usage(request):
                 options = request.get("stream_options")
-                request["stream_options"] = {
-                    **(options if isinstance(options, dict) else {}),
-                    "include_usage": True,
-                }
-                body = orjson.dumps(request)
+                options = options if isinstance(options, dict) else {}
+                upstream_request = {**request, "stream_options": {**options, "include_usage": True}}
+                body = orjson.dumps(upstream_request)
                 scope = with_body_length(scope, len(body))
                 strip_usage = True
-        tee = UsageTee(exchange, guard, strip_usage)
-        await self.app(scope, replay(body, exchange.receive), tee.send)
+        reason = self.content_log.reason(exchange.record.tenant or ANONYMOUS, exchange.record.model, scope["headers"])
+        if reason is None:
+            tee = UsageTee(exchange, exchange.send, guard, strip_usage)
+            await self.app(scope, replay(body, exchange.receive), tee.send)
+            return
+        # A documented exception: this request's content is kept (never logged); see content_log.
+        entry = self.inflight.open(exchange.record.tenant or ANONYMOUS)
+        try:
+            send = self.content_log.disclosing(exchange.send, reason)
+            tee = UsageTee(exchange, send, guard, strip_usage, StreamAssembler())
+            await self.app(scope, replay(body, exchange.receive), tee.send)
+            kept_request = request if request is not None else body.decode("utf-8", "replace")
+            await self.content_log.keep(exchange.record, entry, reason=reason, endpoint=exchange.record.path,
+                                        request=kept_request, response=tee.result())  # fmt: skip
+        finally:
+            self.inflight.close(entry)
 
 
 class UsageTee:
     """A send wrapper that forwards each body message at once and meters it on the way."""
 
-    __slots__ = ("exchange", "guard", "strip_usage", "kind", "parser", "held", "json_body")
+    __slots__ = (
+        "exchange",
+        "downstream",
+        "guard",
+        "strip_usage",
+        "assembler",
+        "kind",
+        "parser",
+        "held",
+        "json_body",
+        "answer",
+    )
 
-    def __init__(self, exchange: Exchange, guard: GuardedContent | None, strip_usage: bool) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        downstream: Send,
+        guard: GuardedContent | None,
+        strip_usage: bool,
+        assembler: StreamAssembler | None = None,
+    ) -> None:
         self.exchange = exchange
+        self.downstream = downstream
         self.guard = guard
         self.strip_usage = strip_usage
+        self.assembler = assembler  # only for a request whose content is kept
         self.kind = BodyKind.OTHER
         self.parser = SSEParser()
         self.held = bytearray()  # strip mode only: bytes of an event not yet complete
         self.json_body: bytearray | None = bytearray()
+        self.answer: Any = None
+
+    def result(self) -> Any:
+        """The complete answer: the JSON body, or a stream assembled (content records only)."""
+        if self.kind is BodyKind.SSE and self.assembler is not None:
+            return self.assembler.result()
+        return self.answer
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.kind = body_kind_of(message)
             if self.kind is BodyKind.SSE:
                 self.exchange.record.stream = True
-            await self.exchange.send(message)
+            await self.downstream(message)
             return
         if message["type"] != "http.response.body":
-            await self.exchange.send(message)
+            await self.downstream(message)
             return
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
@@ -104,14 +149,14 @@ class UsageTee:
             if self.strip_usage:
                 await self._send_without_usage_chunk(body, more)
                 return
-            await self.exchange.send(message)
+            await self.downstream(message)
             for event in self.parser.feed(body):
                 self._inspect(event)
         elif self.kind is BodyKind.JSON:
-            await self.exchange.send(message)
+            await self.downstream(message)
             self._collect_json(body, more)
         else:
-            await self.exchange.send(message)
+            await self.downstream(message)
 
     async def _send_without_usage_chunk(self, body: bytes, more: bool) -> None:
         # The usage-only chunk can arrive split across messages, so bytes of an unfinished event are
@@ -131,7 +176,7 @@ class UsageTee:
             out += held
             held.clear()
         # One message out for every message in, even an empty one, so the stream keeps its rhythm.
-        await self.exchange.send({"type": "http.response.body", "body": bytes(out), "more_body": more})
+        await self.downstream({"type": "http.response.body", "body": bytes(out), "more_body": more})
 
     def _inspect(self, event: SSEEvent) -> bool:
         """Meter one event; True when it is the usage-only chunk this middleware asked for."""
@@ -144,6 +189,8 @@ class UsageTee:
             return False
         if not isinstance(chunk, dict):
             return False
+        if self.assembler is not None:
+            self.assembler.add(chunk)
         usage = normalise_usage(chunk.get("usage"))
         if usage is not None:
             self.exchange.record.usage = usage
@@ -166,6 +213,7 @@ class UsageTee:
             answer = orjson.loads(collected)
         except orjson.JSONDecodeError:
             return
+        self.answer = answer
         self.exchange.record.usage = usage_of_body(answer)
         if self.guard is not None:
             self.guard.add_source(answer)

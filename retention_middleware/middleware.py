@@ -15,10 +15,14 @@ from typing import Any
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .access_log import AccessRecord, emit
+from .content_log import ContentLog
+from .disclosure import ModelsDisclosureHandler
+from .erasure import ErasureHandler
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
+from .inflight import InFlightRegistry
 from .metered import MeteredHandler
-from .responses import CreateResponseHandler, InFlightRegistry, StoredResponseHandler
+from .responses import CreateResponseHandler, StoredResponseHandler
 from .routes import Route, classify
 from .settings import RetentionSettings
 from .store import make_store
@@ -71,16 +75,19 @@ class RetentionMiddleware:
         self.store = store if store is not None else make_store(settings, clock=clock)
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
         inflight = InFlightRegistry()
-        metered = MeteredHandler(app, settings.max_body)
+        self.content_log = ContentLog(settings, self.store, clock)
+        metered = MeteredHandler(app, settings.max_body, self.content_log, inflight)
         stored = StoredResponseHandler(self.store, inflight)
         self._handlers: dict[Route, Handler] = {
             Route.CHAT: metered,
             Route.COMPLETIONS: metered,
             Route.EMBEDDINGS: metered,
-            Route.RESPONSES_CREATE: CreateResponseHandler(app, settings, self.store, inflight, clock),
+            Route.RESPONSES_CREATE: CreateResponseHandler(app, settings, self.store, inflight, self.content_log, clock),
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
+            Route.MODELS: ModelsDisclosureHandler(app, settings),
+            Route.RETENTION_ERASE: ErasureHandler(self.store, inflight),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

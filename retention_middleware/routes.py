@@ -35,6 +35,8 @@ _EXACT[("DELETE", "/v1/retention/data")] = Route.RETENTION_ERASE
 # The id segment is taken as it stands; its syntax is checked by the handler, which can answer with
 # a proper 400 rather than a silent pass-through.
 _RESPONSE_ITEM = re.compile(r"^(?:/v1)?/responses/([^/]+)(/input_items)?/?$")
+# Model ids may hold slashes ("Qwen/Qwen3-4B").
+_MODEL_ITEM = re.compile(r"^(?:/v1)?/models/.+$")
 
 
 def classify(method: str, path: str) -> tuple[Route, str | None]:
@@ -44,6 +46,8 @@ def classify(method: str, path: str) -> tuple[Route, str | None]:
     route = _EXACT.get((method, path))
     if route is not None:
         return route, None
+    if method == "GET" and "/models/" in path and _MODEL_ITEM.match(path):
+        return Route.MODELS, None
     if "/responses/" in path:
         match = _RESPONSE_ITEM.match(path)
         if match:

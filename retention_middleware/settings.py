@@ -49,6 +49,24 @@ def parse_duration(text: str, *, name: str = "duration") -> timedelta:
     return timedelta(seconds=float(number) * _DURATION_UNITS[(unit or "s").lower()])
 
 
+def format_duration(value: timedelta) -> str:
+    """The shortest exact spelling of a duration in the units ``parse_duration`` reads: 30d, 12h, 90s."""
+    milliseconds = round(value.total_seconds() * 1000)
+    for unit in ("d", "h", "m", "s"):
+        size = round(_DURATION_UNITS[unit] * 1000)
+        if milliseconds and milliseconds % size == 0:
+            return f"{milliseconds // size}{unit}"
+    return f"{milliseconds}ms"
+
+
+def format_size(value: int) -> str:
+    for unit in ("GiB", "MiB", "KiB"):
+        size = _SIZE_UNITS[unit.lower()]
+        if value and value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
+
+
 def parse_size(text: str, *, name: str = "size") -> int:
     """Parse ``16MiB``, ``512KiB``, ``1GB`` or a bare number of bytes."""
     match = _SIZE.match(text)
@@ -150,9 +168,16 @@ class RetentionSettings:
                 "e.g. the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
         concern = self.mongo_write_concern
-        if concern != "majority" and not concern.isdigit():
+        if concern != "majority" and not (concern.isdigit() and int(concern) >= 1):
+            # w=0 is not offered: an unacknowledged delete could not honour "deleted means deleted".
             raise SettingsError(
-                "mongo_write_concern (RETENTION_MONGO_WRITE_CONCERN): use 'majority' or a number of nodes"
+                "mongo_write_concern (RETENTION_MONGO_WRITE_CONCERN): use 'majority' or a number of nodes (1 or more)"
+            )
+        if self.policy == "zero" and (self.opt_in_tenants or self.allow_request_opt_in or self.logged_models):
+            raise SettingsError(
+                "policy (RETENTION_POLICY) is zero, which never keeps content, but content logging is configured "
+                "(RETENTION_OPT_IN_TENANTS, RETENTION_ALLOW_REQUEST_OPT_IN or RETENTION_LOGGED_MODELS); "
+                "unset those or use RETENTION_POLICY=standard"
             )
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
@@ -201,6 +226,10 @@ class RetentionSettings:
                 text = "(set)" if value else "(unset)"
             elif name == "store":
                 text = _hide_uri_password(value)
+            elif isinstance(value, timedelta):
+                text = format_duration(value)
+            elif name in ("max_body", "memory_budget"):
+                text = format_size(value)
             elif isinstance(value, frozenset):
                 text = ",".join(sorted(value)) or "(none)"
             elif value is None:

@@ -18,6 +18,8 @@ from retention_middleware.routes import Route, classify
         ("DELETE", "/v1/responses/resp_123", Route.RESPONSES_DELETE, "resp_123"),
         ("GET", "/v1/responses/resp_123/input_items", Route.RESPONSES_INPUT_ITEMS, "resp_123"),
         ("GET", "/v1/models", Route.MODELS, None),
+        ("GET", "/v1/models/Qwen/Qwen3-4B", Route.MODELS, None),
+        ("DELETE", "/v1/models/ft-1", Route.OTHER, None),
         ("DELETE", "/v1/retention/data", Route.RETENTION_ERASE, None),
         ("GET", "/v1/chat/completions", Route.OTHER, None),
         ("POST", "/v1/responses/resp_123/cancel", Route.OTHER, None),

@@ -42,7 +42,7 @@ def test_from_env_reads_every_variable() -> None:
             "RETENTION_STORE": "mongodb://db.example:27017",
             "RETENTION_MONGO_DB": "zdr",
             "RETENTION_TTL": "12h",
-            "RETENTION_POLICY": "zero",
+            "RETENTION_POLICY": "standard",
             "RETENTION_TENANT_SECRET": "s" * 32,
             "RETENTION_TENANT_HEADER": "X-Org-Id",
             "RETENTION_MAX_BODY": "1MiB",
@@ -57,7 +57,7 @@ def test_from_env_reads_every_variable() -> None:
     assert settings.store == "mongodb://db.example:27017"
     assert settings.mongo_db == "zdr"
     assert settings.ttl == timedelta(hours=12)
-    assert settings.policy == "zero"
+    assert settings.policy == "standard"
     assert settings.tenant_header == "X-Org-Id"
     assert settings.max_body == 1024**2
     assert settings.store_failure == "reject"
@@ -86,6 +86,8 @@ def test_keyword_overrides_win_over_the_environment() -> None:
         ({"RETENTION_TENANT_SECRET": "short"}, ["RETENTION_TENANT_SECRET", "16 characters"]),
         ({"RETENTION_UPSTREAM_MAX_CONNECTIONS": "many"}, ["RETENTION_UPSTREAM_MAX_CONNECTIONS", "whole number"]),
         ({"RETENTION_MONGO_WRITE_CONCERN": "all"}, ["RETENTION_MONGO_WRITE_CONCERN", "majority"]),
+        ({"RETENTION_MONGO_WRITE_CONCERN": "0"}, ["RETENTION_MONGO_WRITE_CONCERN", "1 or more"]),
+        ({"RETENTION_POLICY": "zero", "RETENTION_LOGGED_MODELS": "m"}, ["RETENTION_POLICY", "RETENTION_LOGGED_MODELS"]),
     ],
 )
 def test_invalid_values_name_the_setting_and_the_fix(env: dict[str, str], names: list[str]) -> None:

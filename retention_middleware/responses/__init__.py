@@ -1,7 +1,6 @@
 """The Responses API made stateful in front of a stateless upstream."""
 
 from .create import CreateResponseHandler
-from .inflight import InFlightRegistry
 from .served import StoredResponseHandler
 
-__all__ = ["CreateResponseHandler", "InFlightRegistry", "StoredResponseHandler"]
+__all__ = ["CreateResponseHandler", "StoredResponseHandler"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .._types import Message
+from .._types import Message, Send
 from ..exchange import Exchange
 from ..log_guard import GuardedContent
 from ..metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
@@ -30,6 +30,7 @@ class ResponseCapture:
 
     __slots__ = (
         "exchange",
+        "downstream",
         "guard",
         "patcher",
         "on_response_id",
@@ -43,12 +44,14 @@ class ResponseCapture:
     def __init__(
         self,
         exchange: Exchange,
+        downstream: Send,
         guard: GuardedContent | None,
         patcher: StreamingPatcher | None,
         on_response_id: OnResponseId,
         on_final: OnFinal,
     ) -> None:
         self.exchange = exchange
+        self.downstream = downstream
         self.guard = guard
         self.patcher = patcher
         self.on_response_id = on_response_id
@@ -65,10 +68,10 @@ class ResponseCapture:
             self.kind = body_kind_of(message) if 200 <= message["status"] < 300 else BodyKind.OTHER
             if self.kind is BodyKind.SSE:
                 self.exchange.record.stream = True
-            await self.exchange.send(message)
+            await self.downstream(message)
             return
         if kind != "http.response.body" or self.kind is BodyKind.OTHER:
-            await self.exchange.send(message)
+            await self.downstream(message)
             return
         body: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
@@ -85,7 +88,7 @@ class ResponseCapture:
             # so there is one message out for every message in.
             body = self.patcher.feed(body, final=not more)
             message = {"type": "http.response.body", "body": body, "more_body": more}
-        await self.exchange.send(message)
+        await self.downstream(message)
 
     def _inspect_event(self, data: bytes) -> dict[str, Any] | None:
         """Meter one SSE event; the response object when it is the terminal event."""

@@ -16,14 +16,16 @@ from typing import Any
 import orjson
 
 from .._types import ASGIApp
+from ..content_log import ContentLog
 from ..errors import OpenAIError, invalid_request, send_error
 from ..exchange import Exchange
+from ..inflight import InFlightRegistry, InFlightWrite
 from ..request_body import ClientGone, read_body, replay, with_body_length
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
+from ..tenancy import ANONYMOUS
 from .capture import ResponseCapture
 from .ids import checked_id
-from .inflight import InFlightRegistry, InFlightResponse
 from .items import input_as_items
 from .patch import StreamingPatcher, restoration_patterns, restore_in_object
 from .rehydrate import rehydrate, store_unavailable
@@ -53,12 +55,14 @@ class CreateResponseHandler:
         settings: RetentionSettings,
         store: ResponseStore,
         inflight: InFlightRegistry,
+        content_log: ContentLog,
         clock: Callable[[], datetime],
     ) -> None:
         self.app = app
         self.settings = settings
         self.store = store
         self.inflight = inflight
+        self.content_log = content_log
         self.clock = clock
 
     async def __call__(self, exchange: Exchange) -> None:
@@ -87,10 +91,15 @@ class CreateResponseHandler:
         else:
             upstream_body = orjson.dumps(upstream_request)
         scope = with_body_length(exchange.scope, len(upstream_body))
-        turn = _Turn(self, exchange, request, store, previous_id, history)
+        tenant = record.tenant or ANONYMOUS
+        reason = self.content_log.reason(tenant, record.model, scope["headers"])
+        entry = self.inflight.open(tenant) if store or reason else None
+        turn = _Turn(self, exchange, request, store, previous_id, history, entry)
         patterns = restoration_patterns(store, previous_id)
+        send = exchange.send if reason is None else self.content_log.disclosing(exchange.send, reason)
         capture = ResponseCapture(
             exchange,
+            send,
             guard,
             StreamingPatcher(patterns) if patterns else None,
             turn.on_response_id,
@@ -98,8 +107,13 @@ class CreateResponseHandler:
         )
         try:
             await self.app(scope, replay(upstream_body, exchange.receive), capture.send)
+            if reason is not None and entry is not None:
+                # A documented exception: this request's content is kept (never logged); see content_log.
+                await self.content_log.keep(record, entry, reason=reason, endpoint=record.path,
+                                            request=request, response=turn.final)  # fmt: skip
         finally:
-            turn.close()
+            if entry is not None:
+                self.inflight.close(entry)
 
     async def _prepare(
         self, request: dict[str, Any], exchange: Exchange
@@ -128,7 +142,7 @@ class CreateResponseHandler:
             store = False
         previous_id = None if previous is None else checked_id(previous, "previous_response_id")
         new_items = input_as_items(request.get("input", []))
-        tenant = exchange.record.tenant or "anonymous"
+        tenant = exchange.record.tenant or ANONYMOUS
         if store and self.settings.store_failure == "reject":
             try:
                 await self.store.check()
@@ -153,7 +167,7 @@ def _turn_items(turn: StoredResponse) -> list[Any]:
 
 
 class _Turn:
-    """The per-request side of a capture: in-flight registration and the write."""
+    """The per-request side of a capture: the in-flight entry and the write of the stored response."""
 
     def __init__(
         self,
@@ -163,6 +177,7 @@ class _Turn:
         store: bool,
         previous_id: str | None,
         history: list[StoredResponse],
+        entry: InFlightWrite | None,
     ) -> None:
         self.handler = handler
         self.exchange = exchange
@@ -170,23 +185,23 @@ class _Turn:
         self.store = store
         self.previous_id = previous_id
         self.history = history
-        self.entry: InFlightResponse | None = None
+        self.entry = entry
+        self.final: dict[str, Any] | None = None
 
     def on_response_id(self, response_id: str) -> None:
-        if self.store and self.entry is None:
-            self.entry = self.handler.inflight.open(self.exchange.record.tenant or "anonymous", response_id)
+        if self.entry is not None and self.store:
+            self.handler.inflight.name(self.entry, response_id)
 
     async def on_final(self, response: dict[str, Any]) -> None:
         restore_in_object(response, self.store, self.previous_id)
-        if not self.store:
-            return
+        self.final = response
         response_id = response.get("id")
         entry = self.entry
-        if not isinstance(response_id, str) or entry is None:
+        if not self.store or entry is None or not isinstance(response_id, str):
             return
         record = self.exchange.record
         if not entry.begin_write():
-            record.error = "deleted_while_streaming"
+            record.error = "deleted_while_streaming"  # by a DELETE of this id or an erasure of its tenant
             return
         try:
             now = self.handler.clock()
@@ -214,7 +229,3 @@ class _Turn:
             logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
         finally:
             entry.end_write()
-
-    def close(self) -> None:
-        if self.entry is not None:
-            self.handler.inflight.close(self.entry)

@@ -13,10 +13,10 @@ import orjson
 
 from ..errors import OpenAIError, invalid_request, not_found, send_error, send_json
 from ..exchange import Exchange
+from ..inflight import InFlightRegistry
 from ..routes import Route
 from ..store.base import ResponseStore, StoreError
 from .ids import checked_id
-from .inflight import InFlightRegistry
 from .items import list_page
 from .rehydrate import store_unavailable
 
@@ -84,7 +84,7 @@ class StoredResponseHandler:
     async def _delete(self, exchange: Exchange, tenant: str, response_id: str) -> None:
         streaming = self.inflight.find(tenant, response_id)
         # A response still streaming here counts as existing until it has been deleted once.
-        cancelled_now = streaming is not None and not streaming.deleted
+        cancelled_now = streaming is not None and not streaming.cancelled
         if streaming is not None:
             await streaming.cancel()
         deleted = await self.store.delete(tenant, response_id)
