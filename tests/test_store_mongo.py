@@ -14,7 +14,7 @@ from pymongo.errors import OperationFailure
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from retention_middleware.store import StoreConfigurationError, StoreError
-from retention_middleware.store.mongo import _translated
+from retention_middleware.store.mongo_errors import translated as _translated
 
 from mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory, response_record, wait_until
 from mongo_server import MongoTestServer

@@ -1,0 +1,125 @@
+"""``/v1/responses`` of the echo model: one message output, as JSON or as the Responses SSE events.
+
+Stateless like vLLM without its store, so a ``previous_response_id`` is refused. A stream sends the
+event sequence a client library expects (created, in_progress, output item and content part added,
+text deltas, the matching done events, completed), each with its ``sequence_number``; the
+``response.completed`` event carries the same object the JSON answer would.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from .._types import Receive, Send
+from ..errors import invalid_request, send_json
+from .streaming import Stream
+from .text import Body, flag_of, generate, invalid, limit_of, missing, model_of, pieces, words_of
+
+
+async def create_response(body: Body, receive: Receive, send: Send, *, model: str, delay: float) -> None:
+    """Answer a Responses API request: the last user input's words, echoed."""
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        # Stateless like vLLM without its store: nothing to continue from.
+        raise invalid_request(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id", code="previous_response_not_found",
+        )  # fmt: skip
+    if "input" not in body or body["input"] is None:
+        raise missing("input")
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise invalid("instructions", "a string")
+    prompt, last_user = _response_input(body["input"])
+    prompt += len(words_of(instructions))
+    tokens = generate(last_user, limit_of(body, "max_output_tokens"))
+    response = _response_object(body, instructions, model)
+    item_id = f"msg_{uuid.uuid4().hex}"
+    text = " ".join(tokens)
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    item = {
+        "id": item_id,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    usage = {
+        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": len(tokens), "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + len(tokens),
+    }  # fmt: skip
+    completed = {**response, "status": "completed", "output": [item], "usage": usage}
+    if not flag_of(body, "stream"):
+        await send_json(send, 200, orjson.dumps(completed))
+        return
+
+    sequence = 0
+
+    def event(kind: str, **fields: Any) -> bytes:
+        nonlocal sequence
+        data = orjson.dumps({"type": kind, **fields, "sequence_number": sequence})
+        sequence += 1
+        return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    stream = Stream(receive, send, delay)
+    try:
+        await stream.start()
+        await stream.emit(event("response.created", response=response))
+        await stream.emit(event("response.in_progress", response=response))
+        added = {**item, "status": "in_progress", "content": []}
+        await stream.emit(event("response.output_item.added", item=added, output_index=0))
+        await stream.emit(event("response.content_part.added", **where, part={**part, "text": ""}))
+        for piece in pieces(tokens):
+            if stream.gone:
+                return
+            await stream.emit(event("response.output_text.delta", **where, delta=piece, logprobs=[]), token=True)
+        await stream.emit(event("response.output_text.done", **where, text=text, logprobs=[]))
+        await stream.emit(event("response.content_part.done", **where, part=part))
+        await stream.emit(event("response.output_item.done", item=item, output_index=0))
+        await stream.emit(event("response.completed", response=completed))
+        await stream.finish()
+    finally:
+        stream.close()
+
+
+def _response_object(body: Body, instructions: str | None, default_model: str) -> dict[str, Any]:
+    """The response as ``response.created`` shows it; the request's settings echoed back."""
+    return {
+        "id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time()),
+        "status": "in_progress", "background": False, "error": None, "incomplete_details": None,
+        "instructions": instructions, "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": None, "metadata": body.get("metadata"), "model": model_of(body, default_model),
+        "output": [], "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": None, "prompt": None, "reasoning": body.get("reasoning"),
+        "service_tier": body.get("service_tier") or "auto", "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0), "text": body.get("text"),
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
+        "top_logprobs": None, "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation") or "disabled", "usage": None, "user": body.get("user"),
+    }  # fmt: skip
+
+
+def _response_input(value: Any) -> tuple[int, list[str]]:
+    """Words over every input item (the whole history), and the last user message's words."""
+    if isinstance(value, str):
+        words = value.split()
+        return len(words), words
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise invalid("input", "a string or an array of input items")
+    total = 0
+    last_user: list[str] = []
+    for item in value:
+        words = words_of(item.get("content"))
+        for key in ("arguments", "output"):
+            words += words_of(item.get(key))
+        words += words_of(item.get("summary"))
+        total += len(words)
+        if item.get("role") == "user":
+            last_user = words
+    return total, last_user

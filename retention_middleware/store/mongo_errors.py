@@ -1,0 +1,33 @@
+"""MongoDB failures as ``StoreError``s whose messages never carry document content.
+
+pymongo's ``OperationFailure`` text can quote document values (validation details, update errors)
+and a BSON encoding error can quote the value it could not encode, so only codes, code names and
+exception types reach the message. Every MongoStore operation runs inside ``translated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bson.errors import BSONError
+from pymongo.errors import OperationFailure, PyMongoError
+
+from .base import StoreError
+
+
+@contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Turn every pymongo/BSON failure into StoreError with a message that holds no content."""
+    try:
+        yield
+    except OperationFailure as exc:  # includes WriteError, ExecutionTimeout, WriteConcernError
+        code_name = (exc.details or {}).get("codeName") or ""
+        message = f"MongoDB could not {operation}: error code {exc.code} {code_name}"
+        raise StoreError(message.rstrip()) from None
+    except PyMongoError as exc:
+        # Network, server selection, timeouts: these messages describe hosts and timeouts, not data.
+        raise StoreError(f"MongoDB could not {operation}: {type(exc).__name__}: {exc}") from exc
+    except (BSONError, OverflowError) as exc:  # e.g. an int beyond 64 bits in usage; the text may quote it
+        message = f"could not {operation}: the record cannot be encoded as BSON ({type(exc).__name__})"
+        raise StoreError(message) from None
