@@ -24,7 +24,7 @@ from .metering import completion_chunk_texts, is_usage_only_chunk, normalise_usa
 from .request_body import ClientGone, parse_json_object, read_body, replay, with_body_length
 from .routes import Route
 from .sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
-from .tee import BodyKind, body_kind_of
+from .tee import BodyKind, body_kind_of, without_content_length
 from .tenancy import ANONYMOUS
 
 
@@ -138,6 +138,8 @@ class UsageTee:
             self.kind = body_kind_of(message)
             if self.kind is BodyKind.SSE:
                 self.exchange.record.stream = True
+                if self.strip_usage:
+                    message = without_content_length(message)  # a chunk will be removed
             await self.downstream(message)
             return
         if message["type"] != "http.response.body":

@@ -23,3 +23,10 @@ def body_kind_of(start: Message) -> BodyKind:
                 return BodyKind.JSON
             return BodyKind.OTHER
     return BodyKind.OTHER
+
+
+def without_content_length(start: Message) -> Message:
+    """The start message of a body about to be rewritten: its length is no longer known, so the
+    server frames it by itself (chunked transfer encoding, or the end of an HTTP/2 stream)."""
+    headers = [(name, value) for name, value in start.get("headers", ()) if name.lower() != b"content-length"]
+    return {**start, "headers": headers}

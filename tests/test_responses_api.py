@@ -15,10 +15,12 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
+from retention_middleware.store import MemoryStore
 from retention_middleware.store.base import ResponseStore
 
 from asgi_tools import asgi_client, capture_all_logs, read_request_body
 from mongo_fixtures import FakeClock
+from servers import aserve
 
 SECRET = "test-tenant-secret-0123456789"
 KEY_A = {"authorization": "Bearer sk-tenant-a"}
@@ -283,3 +285,21 @@ async def test_restoration_keeps_every_other_byte(pretty: bool, response_store: 
             b'"store":false', b'"store":true'
         )
         assert orjson.loads(first.content)["store"] is True
+
+
+async def test_framing_stays_valid_when_restoration_changes_the_length(clock: FakeClock) -> None:
+    """Restoring store/previous_response_id changes the body's length: the upstream's content-length
+    must not survive it (over a real server a wrong one truncates or hangs the answer)."""
+    middleware = RetentionMiddleware(EchoModel(), RetentionSettings(), store=MemoryStore(clock=clock), clock=clock)
+    async with aserve(middleware) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+        first = await client.post("/v1/responses", json={"model": "m", "input": "one"})
+        assert first.status_code == 200 and first.json()["store"] is True
+        second = await client.post("/v1/responses", json={"model": "m", "input": "two",
+                                                          "previous_response_id": first.json()["id"]})  # fmt: skip
+        assert second.json()["previous_response_id"] == first.json()["id"]
+        streamed = await client.post("/v1/responses", json={"model": "m", "input": "three", "stream": True})
+        assert streamed.text.rstrip().endswith("}") and '"store":true' in streamed.text
+        for answer in (first, second):
+            assert "content-length" not in answer.headers or int(answer.headers["content-length"]) == len(
+                answer.content
+            )

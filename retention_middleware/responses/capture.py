@@ -18,7 +18,7 @@ from ..exchange import Exchange
 from ..log_guard import GuardedContent
 from ..metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
 from ..sse import MAX_EVENT_BYTES, SSEParser
-from ..tee import BodyKind, body_kind_of
+from ..tee import BodyKind, body_kind_of, without_content_length
 from .patch import StreamingPatcher
 
 OnResponseId = Callable[[str], None]
@@ -68,6 +68,8 @@ class ResponseCapture:
             self.kind = body_kind_of(message) if 200 <= message["status"] < 300 else BodyKind.OTHER
             if self.kind is BodyKind.SSE:
                 self.exchange.record.stream = True
+            if self.patcher is not None and self.kind is not BodyKind.OTHER:
+                message = without_content_length(message)  # restoring a value may change the length
             await self.downstream(message)
             return
         if kind != "http.response.body" or self.kind is BodyKind.OTHER:
