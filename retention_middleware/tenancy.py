@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from functools import lru_cache
 
 from ._types import Headers
@@ -21,17 +22,20 @@ class TenantResolver:
 
     def __init__(self, secret: str | None, header: str | None) -> None:
         self._header = header.lower().encode("latin-1") if header else None
-        self._secret = secret.encode("utf-8") if secret else None
-        # Keys repeat across requests; caching their digest keeps HMAC off the hot path. The cache
-        # lives in process memory only, like the key itself while the request is served.
-        self._hash_token = lru_cache(maxsize=4096)(self._hash_token_uncached)
+        self._hash_token: Callable[[bytes], str] | None = None
+        if secret:
+            key = secret.encode("utf-8")
 
-    def _hash_token_uncached(self, token: bytes) -> str:
-        assert self._secret is not None  # only called when a secret is configured
-        return hmac.new(self._secret, token, hashlib.sha256).hexdigest()[:32]
+            # Keys repeat across requests; caching their digest keeps HMAC off the hot path. The cache
+            # lives in process memory only, like the key itself while the request is served.
+            @lru_cache(maxsize=4096)
+            def hash_token(token: bytes) -> str:
+                return hmac.new(key, token, hashlib.sha256).hexdigest()[:32]
+
+            self._hash_token = hash_token
 
     def tenant_of(self, headers: Headers) -> str:
-        if self._header is None and self._secret is None:
+        if self._header is None and self._hash_token is None:
             return ANONYMOUS
         authorization = None
         for name, value in headers:
@@ -40,7 +44,7 @@ class TenantResolver:
                 return value.decode("latin-1")
             if name == b"authorization":
                 authorization = value
-        if self._secret is not None and authorization:
+        if self._hash_token is not None and authorization:
             scheme, _, token = authorization.partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 return self._hash_token(token.strip())
