@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -20,6 +21,7 @@ from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 
 from asgi_tools import LogCapture, asgi_client, capture_all_logs, read_request_body, send_pieces, sse_body
+from servers import aserve
 
 app_logger = logging.getLogger("vllm.entrypoints.logger")
 
@@ -131,3 +133,25 @@ async def test_without_the_guard_the_canary_would_leak() -> None:
         async with asgi_client(middleware) as client:
             await client.post("/v1/chat/completions", json=request_for("/v1/chat/completions", canary, False))
     assert canary in logs.text()
+
+
+async def test_the_servers_own_exception_log_is_redacted_too() -> None:
+    """uvicorn logs "Exception in ASGI application" with the traceback right after the exception
+    leaves the middleware; the request's content must still be guarded at that moment."""
+    canary = f"CANARY-{uuid.uuid4().hex}"
+
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = json.loads(await read_request_body(receive))
+        raise ValueError(f"cannot render prompt {request['messages'][0]['content']}")
+
+    with capture_all_logs() as logs:
+        async with aserve(RetentionMiddleware(failing, RetentionSettings())) as base_url:
+            async with httpx.AsyncClient(base_url=base_url) as client:
+                answer = await client.post(
+                    "/v1/chat/completions", json=request_for("/v1/chat/completions", canary, False)
+                )
+    assert answer.status_code == 500 and answer.json()["error"]["type"] == "server_error"
+    assert "Exception in ASGI application" in logs.text() and "ValueError" in logs.text()
+    assert canary not in logs.text()
