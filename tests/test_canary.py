@@ -144,7 +144,7 @@ async def test_the_servers_own_exception_log_is_redacted_too() -> None:
         if scope["type"] != "http":
             return
         request = json.loads(await read_request_body(receive))
-        raise ValueError(f"cannot render prompt {request['messages'][0]['content']}")
+        raise ValueError(f"cannot render prompt {request['messages'][-1]['content']}")
 
     with capture_all_logs() as logs:
         async with aserve(RetentionMiddleware(failing, RetentionSettings())) as base_url:
