@@ -6,7 +6,8 @@
 Every flag has a ``RETENTION_*`` variable; a flag wins over its variable. A bad flag or setting exits
 with status 2 and a message naming it; a MongoDB store that cannot be reached at start-up exits 1.
 The tenant secret is read from ``RETENTION_TENANT_SECRET`` only, never from a flag, so it does not
-show in process listings.
+show in process listings. SIGTERM (or Ctrl-C) stops accepting connections, lets the requests in
+flight finish for up to ``--grace``, and exits with status 0.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,6 +45,7 @@ _SETTING_FLAGS: dict[str, tuple[str, str]] = {
     "--upstream-timeout": ("RETENTION_UPSTREAM_TIMEOUT", "longest upstream silence before 504 (default 10m)"),
 }
 _SERVER_DEFAULTS = {"RETENTION_HOST": "127.0.0.1", "RETENTION_PORT": "8080", "RETENTION_GRACE": "30s"}
+_BACKLOG = 2048  # uvicorn's default
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,15 +144,34 @@ def _banner(options: _Options, port: int) -> str:
         f"retention-proxy {__version__} listening on http://{options.host}:{port}",
         f"  upstream: {upstream}",
     ]
-    lines += [f"  {name}: {value}" for name, value in options.settings.public_view().items()]
+    # upstream is printed above: with --demo the configured URL is not used, and must not look as if it were.
+    lines += [f"  {name}: {value}" for name, value in options.settings.public_view().items() if name != "upstream"]
     return "\n".join(lines)
+
+
+def _name_flags(message: str) -> str:
+    """The settings layer names a bad setting by its variable; add the flag that mirrors it."""
+    for flag, (variable, _) in _SETTING_FLAGS.items():
+        message = message.replace(f"({variable})", f"({flag} / {variable})")
+    return message
+
+
+def _drain_on_sigterm(server: uvicorn.Server) -> None:
+    # uvicorn drains on SIGTERM, then re-raises the signal to the handler it found installed. With
+    # the default one that kills the process (status 143) after a clean shutdown; with this one
+    # the drain ends in exit status 0. Before uvicorn installs its own handler (and after it
+    # restores this one), a SIGTERM still stops the server.
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         options = _options(argv, os.environ)
     except SettingsError as error:
-        print(f"retention-proxy: error: {error}", file=sys.stderr)
+        print(f"retention-proxy: error: {_name_flags(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
     if options.settings.uses_mongodb:
         try:
@@ -164,7 +186,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(1) from None
     _configure_logging()
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
+    # sockets whose protocol says TCP, and a socket made with protocol 0 does not. With Nagle on,
+    # every keep-alive answer written as head + body waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((options.host, options.port))
@@ -174,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
+    # Listen before announcing it: a client that connects as soon as it reads the banner waits in
+    # the backlog until uvicorn accepts, instead of being refused while the lifespan starts up.
+    sock.listen(_BACKLOG)
     print(_banner(options, sock.getsockname()[1]), file=sys.stderr, flush=True)
     config = uvicorn.Config(
         _app(options),
@@ -183,9 +211,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         timeout_graceful_shutdown=max(1, round(options.grace)),
         log_config=None,
         lifespan="on",
+        backlog=_BACKLOG,
     )
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    _drain_on_sigterm(server)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has drained and re-raised SIGINT; like uvicorn's own CLI
+        pass
     if not server.started:
         raise SystemExit(3)  # uvicorn's own status for a failed start-up (e.g. a store misconfigured)
 
