@@ -24,9 +24,14 @@ from typing import Any
 
 from .redaction import REDACTED, ContentMatcher
 
-GENERATED_TEXT_LIMIT = 16 * 1024 * 1024
-"""Characters of generated text kept per request for matching. Past this the guard fails closed:
-while that request is in flight, every record's message is replaced whole."""
+GENERATED_TEXT_LIMIT = 4 * 1024 * 1024
+"""Characters of generated text kept per request for matching (about a million tokens). Past this
+the guard fails closed: while that request is in flight, every record's message is replaced whole.
+The limit is what keeps a request's memory bounded however long its stream runs."""
+
+_DELTAS_PER_BLOCK = 256
+"""Streamed deltas are a few characters each; kept one string apiece they would cost ~50 bytes of
+object overhead per delta, so every 256 of them are joined into one string."""
 
 ACCESS_LOGGER_NAME = "retention_middleware.access"
 
@@ -61,6 +66,25 @@ def _strings(value: Any, key: str | None = None) -> Iterator[str]:
             yield from _strings(child, key)
 
 
+class _GeneratedText:
+    """The text of one generated part (a choice, an output item), kept compactly."""
+
+    __slots__ = ("blocks", "pending")
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.pending: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.pending.append(text)
+        if len(self.pending) >= _DELTAS_PER_BLOCK:
+            self.blocks.append("".join(self.pending))
+            self.pending = []
+
+    def text(self) -> str:
+        return "".join(self.blocks) + "".join(self.pending)
+
+
 class GuardedContent:
     """The content of one in-flight request, indexed lazily for the record factory."""
 
@@ -68,7 +92,7 @@ class GuardedContent:
 
     def __init__(self) -> None:
         self._sources: list[Any] = []
-        self._generated: dict[Any, list[str]] = {}
+        self._generated: dict[Any, _GeneratedText] = {}
         self._generated_size = 0
         self._matcher: ContentMatcher | None = None
         self._indexed_sources = 0
@@ -80,12 +104,17 @@ class GuardedContent:
 
     def add_generated(self, key: Any, text: str) -> None:
         """Text streamed to the client; ``key`` keeps separate choices/parts from interleaving."""
+        if self.overflowed:
+            return
         self._generated_size += len(text)
         if self._generated_size > GENERATED_TEXT_LIMIT:
             self.overflowed = True
             self._generated.clear()
             return
-        self._generated.setdefault(key, []).append(text)
+        part = self._generated.get(key)
+        if part is None:
+            part = self._generated[key] = _GeneratedText()
+        part.add(text)
         self._matcher = None
 
     def matcher(self) -> ContentMatcher:
@@ -96,8 +125,8 @@ class GuardedContent:
             for source in self._sources:
                 for text in _strings(source) if not isinstance(source, str) else (source,):
                     matcher.add(text)
-            for parts in list(self._generated.values()):
-                matcher.add("".join(parts))
+            for part in list(self._generated.values()):
+                matcher.add(part.text())
             self._indexed_sources = len(self._sources)
             self._matcher = matcher
         return matcher

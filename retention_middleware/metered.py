@@ -149,7 +149,7 @@ class UsageTee:
         more = message.get("more_body", False)
         if self.kind is BodyKind.SSE:
             if self.strip_usage:
-                await self._send_without_usage_chunk(body, more)
+                await self._send_without_usage_chunk(message, body, more)
                 return
             await self.downstream(message)
             for event in self.parser.feed(body):
@@ -160,17 +160,22 @@ class UsageTee:
         else:
             await self.downstream(message)
 
-    async def _send_without_usage_chunk(self, body: bytes, more: bool) -> None:
+    async def _send_without_usage_chunk(self, message: Message, body: bytes, more: bool) -> None:
         # The usage-only chunk can arrive split across messages, so bytes of an unfinished event are
         # held until it completes; an SSE client can do nothing with half an event anyway. Servers
         # send one event per message, so in practice nothing is held and nothing is coalesced.
+        events = self.parser.feed(body)
+        removed = [self._inspect(event) for event in events]
         held = self.held
+        if not held and not any(removed) and sum(event.raw_length for event in events) == len(body):
+            await self.downstream(message)  # whole events, none removed: the very message that came in
+            return
         held += body
         out = bytearray()
         position = 0
-        for event in self.parser.feed(body):
+        for event, remove in zip(events, removed, strict=True):
             end = position + event.raw_length
-            if not self._inspect(event):
+            if not remove:
                 out += held[position:end]
             position = end
         del held[:position]

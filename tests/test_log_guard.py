@@ -130,3 +130,12 @@ def test_exc_info_tuple_with_content_in_the_exception_is_redacted(guarded: Guard
     with capture_all_logs() as logs:
         logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=info)
     assert CANARY not in logs.text() and "KeyError" in logs.text()
+
+
+def test_generated_text_spanning_many_deltas_is_matched_across_block_boundaries(guarded: GuardRegistration) -> None:
+    words = [f" w{n:05d}" for n in range(2000)]  # 2,000 deltas: several joined blocks
+    for word in words:
+        guarded.content.add_generated(0, word)
+    stretch = "".join(words[250:262])  # crosses the join after the 256th delta
+    out = emit(logging.getLogger("test.guard.blocks"), "output so far: %s", f"<{stretch}>")
+    assert "w00255" not in out and "w00256" not in out and "[redacted]" in out
