@@ -15,6 +15,7 @@ import orjson
 
 from ._types import ASGIApp, Message
 from .exchange import Exchange
+from .json_object import json_object
 from .json_spans import top_level_array_elements
 from .settings import RetentionSettings, format_duration
 from .sse import MAX_EVENT_BYTES
@@ -84,11 +85,8 @@ class ModelsDisclosureHandler:
 
     def disclose(self, body: bytes) -> bytes | None:
         """The body with every logged model marked, or None when nothing needs marking."""
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(document, dict):
+        document = json_object(body)
+        if document is None:
             return None
         if document.get("object") == "model":  # GET /v1/models/{id}
             return orjson.dumps(self._marked(document)) if document.get("id") in self.logged else None

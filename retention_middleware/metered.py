@@ -19,9 +19,10 @@ from .content_log import ContentLog
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
+from .json_object import json_object
 from .log_guard import GuardedContent
 from .metering import completion_chunk_texts, is_usage_only_chunk, normalise_usage, usage_of_body
-from .request_body import ClientGone, parse_json_object, read_body, replay, with_body_length
+from .request_body import ClientGone, read_body, replay, with_body_length
 from .routes import Route
 from .sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
 from .tee import BodyKind, body_kind_of, without_content_length
@@ -52,7 +53,7 @@ class MeteredHandler:
             exchange.record.error = error.code
             await send_error(exchange.send, error)
             return
-        request = parse_json_object(body)
+        request = json_object(body)
         guard = exchange.guard()
         strip_usage = False
         if request is None:
@@ -190,11 +191,8 @@ class UsageTee:
         data = event.data
         if data == DONE:
             return False
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(chunk, dict):
+        chunk = json_object(data)
+        if chunk is None:
             return False
         if self.assembler is not None:
             self.assembler.add(chunk)
@@ -216,9 +214,8 @@ class UsageTee:
             return
         if more:
             return
-        try:
-            answer = orjson.loads(collected)
-        except orjson.JSONDecodeError:
+        answer = json_object(collected)
+        if answer is None:
             return
         self.answer = answer
         self.exchange.record.usage = usage_of_body(answer)

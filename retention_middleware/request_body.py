@@ -6,10 +6,6 @@ bounded by ``RETENTION_MAX_BODY`` so a client cannot make the middleware hold un
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
-
 from ._types import Headers, Message, Receive, Scope
 from .errors import OpenAIError
 
@@ -51,15 +47,6 @@ async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def parse_json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None when it is anything else (the upstream then decides)."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

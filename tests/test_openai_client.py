@@ -17,8 +17,9 @@ import pytest
 from openai import AsyncOpenAI
 
 from retention_middleware import RetentionMiddleware, RetentionSettings
-from retention_middleware._types import Message, Receive, Scope, Send
+from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
+from retention_middleware.request_body import replay
 
 from asgi_tools import read_request_body
 from servers import aserve
@@ -40,16 +41,7 @@ class RecordingUpstream:
             return
         body = await read_request_body(receive)
         self.requests.append((scope["method"], scope["path"], orjson.loads(body) if body else None))
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # from here on only the disconnect is left to come
-
-        await self.echo(scope, replay, send)
+        await self.echo(scope, replay(body, receive), send)  # later receives: only the disconnect
 
     def bodies(self, path: str) -> list[Any]:
         return [body for _, seen_path, body in self.requests if seen_path == path]

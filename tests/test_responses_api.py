@@ -15,6 +15,7 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
+from retention_middleware.request_body import replay
 from retention_middleware.store import MemoryStore
 from retention_middleware.store.base import ResponseStore
 
@@ -40,16 +41,7 @@ class RecordingUpstream:
             return
         body = await read_request_body(receive)
         self.bodies.append(json.loads(body) if body else {})
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.model(scope, replay, send)
+        await self.model(scope, replay(body, receive), send)
 
 
 Client = Callable[..., httpx.AsyncClient]

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from .._types import Message, Send
 from ..exchange import Exchange
+from ..json_object import json_object
 from ..log_guard import GuardedContent
 from ..metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
 from ..sse import MAX_EVENT_BYTES, SSEParser
@@ -94,11 +93,8 @@ class ResponseCapture:
 
     def _inspect_event(self, data: bytes) -> dict[str, Any] | None:
         """Meter one SSE event; the response object when it is the terminal event."""
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(event, dict):
+        event = json_object(data)
+        if event is None:
             return None
         if self.guard is not None:
             text = response_event_text(event)
@@ -123,11 +119,8 @@ class ResponseCapture:
             return None
         if more:
             return None
-        try:
-            response = orjson.loads(collected)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(response, dict) or response.get("object") != "response":
+        response = json_object(collected)
+        if response is None or response.get("object") != "response":
             return None
         self._learn_id(response)
         self.exchange.record.usage = normalise_usage(response.get("usage"))
