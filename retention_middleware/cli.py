@@ -177,10 +177,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             asyncio.run(_check_store(options.settings))
         except StoreError as error:
+            where = options.settings.public_view()["store"]
+            if error.code == "store_refused":
+                problem = "refused the connection's credentials or rights; check the user and password in"
+            else:
+                problem = "cannot be reached; check that the database is up and"
             print(
-                f"retention-proxy: error: the MongoDB store at {options.settings.public_view()['store']} "
-                f"cannot be reached ({error.code}); check --store / RETENTION_STORE and that the database "
-                "is up, or use --store memory",
+                f"retention-proxy: error: the MongoDB store at {where} {problem} --store / RETENTION_STORE "
+                f"({error.code}), or use --store memory",
                 file=sys.stderr,
             )
             raise SystemExit(1) from None

@@ -13,7 +13,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import OperationFailure
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
-from retention_middleware.store import StoreConfigurationError, StoreError
+from retention_middleware.store import StoreConfigurationError, StoreError, StoreRefused
 from retention_middleware.store.mongo_errors import translated as _translated
 
 from mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory, response_record, wait_until
@@ -321,3 +321,23 @@ async def test_the_test_server_refuses_what_it_does_not_implement(
     with pytest.raises(OperationFailure, match="not supported by the test server") as raised:
         await mongo_client.admin.command("replSetGetStatus")
     assert raised.value.code == 59
+
+
+async def test_refused_credentials_are_told_apart_from_an_unreachable_server(
+    make_mongo_store: MongoStoreFactory,
+    mongo_client: MongoClient,
+    store_clock: FakeClock,
+    mongo_server: MongoTestServer,
+) -> None:
+    store = make_mongo_store()
+    await store.start()
+    await mongo_client.admin.command(
+        {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 1},
+            "data": {"failCommands": ["insert"], "errorCode": 18},
+        }
+    )
+    with pytest.raises(StoreRefused) as refused:
+        await store.put(response_record("resp_refused", store_clock))
+    assert refused.value.code == "store_refused"

@@ -14,6 +14,7 @@ from .base import (
     StoredResponse,
     StoreError,
     StoreFull,
+    StoreRefused,
 )
 from .memory import MemoryStore
 from .mongo import MongoStore
@@ -27,6 +28,7 @@ __all__ = [
     "StoreConfigurationError",
     "StoreError",
     "StoreFull",
+    "StoreRefused",
     "StoredResponse",
     "make_store",
 ]

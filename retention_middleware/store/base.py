@@ -20,6 +20,12 @@ class StoreError(Exception):
     code = "store_unavailable"
 
 
+class StoreRefused(StoreError):
+    """The database is up but refused us: bad credentials, or a user without the needed rights."""
+
+    code = "store_refused"
+
+
 class StoreFull(StoreError):
     """The memory store's byte budget is spent; it refuses new records rather than evict live ones."""
 

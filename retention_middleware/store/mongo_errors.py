@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from bson.errors import BSONError
 from pymongo.errors import OperationFailure, PyMongoError
 
-from .base import StoreError
+from .base import StoreError, StoreRefused
+
+_REFUSALS = (13, 18)  # Unauthorized, AuthenticationFailed
 
 
 @contextmanager
@@ -24,7 +26,7 @@ def translated(operation: str) -> Iterator[None]:
     except OperationFailure as exc:  # includes WriteError, ExecutionTimeout, WriteConcernError
         code_name = (exc.details or {}).get("codeName") or ""
         message = f"MongoDB could not {operation}: error code {exc.code} {code_name}"
-        raise StoreError(message.rstrip()) from None
+        raise (StoreRefused if exc.code in _REFUSALS else StoreError)(message.rstrip()) from None
     except PyMongoError as exc:
         # Network, server selection, timeouts: these messages describe hosts and timeouts, not data.
         raise StoreError(f"MongoDB could not {operation}: {type(exc).__name__}: {exc}") from exc
