@@ -7,6 +7,7 @@ access-log line, also when the app raises or the client goes away.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,11 @@ class RetentionMiddleware:
         failed = False
         try:
             await self._handlers.get(route, self._passthrough)(exchange)
+        except asyncio.CancelledError:
+            # The server cancelled the request (shutdown, or a client gone): nobody is left to answer.
+            failed = True
+            record.error = record.error or "cancelled"
+            raise
         except BaseException:
             failed = True
             record.error = record.error or "app_error"

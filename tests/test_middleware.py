@@ -241,3 +241,30 @@ def test_a_bad_environment_fails_at_construction(monkeypatch: pytest.MonkeyPatch
 def test_access_logger_is_silent_unless_configured() -> None:
     logger = logging.getLogger("retention_middleware.access")
     assert logger.handlers == []
+
+
+async def test_a_cancelled_request_is_logged_once_and_not_answered() -> None:
+    started = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/slow", "headers": [], "query_string": b""}
+    with capture_all_logs() as logs:
+        task = asyncio.create_task(RetentionMiddleware(app, RetentionSettings())(scope, receive, send))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sent == []
+    [line] = logs.access_lines()
+    assert json.loads(line)["error"] == "cancelled"
