@@ -34,6 +34,6 @@ def describe() -> dict[str, str]:
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         **{
             name: _version(name)
-            for name in ("retention-middleware", "uvicorn", "httpx", "httpcore", "h11", "httptools", "uvloop", "orjson")
+            for name in ("retention-middleware", "uvicorn", "aiohttp", "h11", "httptools", "uvloop", "orjson")
         },
     }

@@ -71,9 +71,11 @@ def child(argv: Sequence[str], ready: re.Pattern[str]) -> Iterator[Child]:
     """Start ``argv`` and wait until a line of its stdout or stderr matches ``ready``.
 
     Output goes to a temporary file rather than a pipe: a child that logs a line per request (the
-    proxy's access log) must never block on a pipe nobody reads.
+    proxy's access log) must never block on a pipe nobody reads. It is opened for appending: the
+    child shares the file offset, and without O_APPEND its writes would land wherever this process
+    last seeked to read, overwriting the line it is waiting for.
     """
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
+    with tempfile.TemporaryFile("a+", encoding="utf-8") as output:
         process = subprocess.Popen(
             list(argv),
             stdin=subprocess.PIPE,

@@ -8,6 +8,7 @@ each; requests go one at a time, direct and proxied alternating, so both see the
 from __future__ import annotations
 
 import time
+from importlib.util import find_spec
 from typing import Any
 
 from .asgi_calls import expect
@@ -19,6 +20,13 @@ from .stats import Comparison
 NS_PER_MS = 1_000_000
 
 
+def proxy_server() -> str:
+    """The HTTP implementation and event loop uvicorn's "auto" gives the proxy on this machine."""
+    http = "httptools" if find_spec("httptools") else "h11"
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    return f"uvicorn, http={http}, loop={loop}"
+
+
 def run(*, requests: int, warmup: int, seconds: float, http: str, loop: str) -> dict[str, Any]:
     """``requests`` pairs per route, or fewer if ``seconds`` run out first (a slow proxy still ends)."""
     routes = {
@@ -28,6 +36,7 @@ def run(*, requests: int, warmup: int, seconds: float, http: str, loop: str) -> 
     results: dict[str, Any] = {
         "proxy_command": " ".join(proxy_command()),
         "upstream": f"benchmarks.serve bare (uvicorn, workers=1, http={http}, loop={loop})",
+        "proxy_server": proxy_server(),
         "requests": requests,
     }
     with uvicorn_app("bare", http=http, loop=loop) as upstream, retention_proxy(upstream.url) as proxy:

@@ -19,7 +19,7 @@ _CMP_HEAD = "| {what} | bare p50 / p99 | wrapped p50 / p99 | added p50 (paired) 
 
 
 def _machine(machine: dict[str, str]) -> list[str]:
-    versions = ", ".join(f"{name} {machine[name]}" for name in ("uvicorn", "httpx", "httpcore", "h11", "orjson"))
+    versions = ", ".join(f"{name} {machine[name]}" for name in ("uvicorn", "aiohttp", "h11", "orjson"))
     return [
         f"**Machine:** {machine['cpu']}, {machine['cores']} cores, {machine['os']}",
         "",
@@ -102,6 +102,7 @@ def _memory(results: dict[str, Any]) -> list[str]:
 
 def _proxy(results: dict[str, Any]) -> list[str]:
     lines = [f"### 5. Proxy mode: `{results['proxy_command']}` vs the upstream directly (ms, keep-alive)", ""]
+    lines += [f"Proxy: {results['proxy_server']}; upstream: {results['upstream']}.", ""]
     lines.append(_CMP_HEAD.format(what="route").replace("bare", "direct").replace("wrapped", "via proxy"))
     for name in ("passthrough", "chat_metered"):
         lines.append(_cmp_row(f"{name} (n={results[name]['measured']['n']})", results[name], digits=3))

@@ -216,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         lifespan="on",
         backlog=_BACKLOG,
+        # httptools and uvloop are dependencies, and "auto" picks each when it imports (uvloop does
+        # not exist on Windows: asyncio there). They shave the proxy's p99 more than its p50.
+        http="auto",
+        loop="auto",
     )
     server = uvicorn.Server(config)
     _drain_on_sigterm(server)

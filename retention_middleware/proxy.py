@@ -1,9 +1,10 @@
-"""UpstreamProxy: the streaming httpx forwarder behind ``retention-proxy``.
+"""UpstreamProxy: the streaming aiohttp forwarder behind ``retention-proxy``.
 
 Every method, path and query string goes to the configured upstream over one shared
-``httpx.AsyncClient``. Bodies stream both ways as they come: the request body is fed to httpx from
-``receive`` by an async generator, and each chunk httpx reads from the upstream is sent on at once
-(``aiter_raw``: no decompression, no re-chunking). Hop-by-hop headers are dropped both ways.
+``aiohttp.ClientSession``. Bodies stream both ways as they come: the request body is fed to aiohttp
+from ``receive`` by an async generator, and each chunk aiohttp reads from the upstream is sent on at
+once (no decompression, and an HTTP chunk from the upstream is one body message to the client).
+Hop-by-hop headers are dropped both ways.
 
 Failures are answered in OpenAI's shape and never carry upstream text, which could echo content:
 502 ``upstream_unavailable`` when the upstream cannot be reached, 504 ``upstream_timeout`` when it is
@@ -13,33 +14,42 @@ connection and the client sees a truncated body, never a stream that looks compl
 
 A client that disconnects cancels the upstream exchange at once, which closes the upstream
 connection, and an inference server stops generating when its client goes away.
+
+aiohttp rather than httpx because the forwarder sits on every request's path: aiohttp writes the
+request head and a whole body in one socket write and skips httpx's per-request cookie and URL-model
+work, and the disconnect watcher is a plain asyncio task rather than an anyio task group. Together
+that measured at less than half the latency the httpx forwarder added (``benchmarks/proxy_latency.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import Sequence
 from datetime import timedelta
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
-from urllib.parse import quote_from_bytes
+from urllib.parse import quote_from_bytes, urlsplit
 
-import anyio
-import httpx
+import aiohttp
+from yarl import URL
 
 from ._types import Headers, Receive, Scope, Send
-from .errors import OpenAIError, send_error
+from .errors import OpenAIError
+from .proxy_downstream import Body, Downstream
 from .settings import RetentionSettings
 
 # RFC 9110 section 7.6.1, plus the obsolete "trailers" spelling. The request side also drops what
-# this proxy answers itself: Host (rewritten by httpx to the upstream's) and Expect (the ASGI
-# server has already sent 100 Continue when the body was read).
+# this proxy answers itself: Host (set by aiohttp to the upstream's) and Expect (the ASGI server
+# has already sent 100 Continue when the body was read).
 _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
      b"trailers", b"transfer-encoding", b"upgrade")
 )  # fmt: skip
 _REQUEST_DROP = _HOP_BY_HOP | {b"host", b"expect"}
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+# Headers aiohttp would add of its own; the client's own, if it sent them, go through unchanged.
+_NO_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 UNAVAILABLE = OpenAIError(
     502, "The upstream server could not be reached.", type="server_error", code="upstream_unavailable"
@@ -51,7 +61,7 @@ BAD_GATEWAY = OpenAIError(
 TIMEOUT = OpenAIError(504, "The upstream server did not answer in time.", type="server_error", code="upstream_timeout")
 
 
-def filter_headers(headers: Headers, drop: frozenset[bytes]) -> Headers:
+def filter_headers(headers: Sequence[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
     """``headers`` without the names in ``drop`` nor any the ``Connection`` header lists."""
     for name, value in headers:
         if name.lower() == b"connection":
@@ -59,60 +69,13 @@ def filter_headers(headers: Headers, drop: frozenset[bytes]) -> Headers:
     return [(name.lower(), value) for name, value in headers if name.lower() not in drop]
 
 
-class _ClientGone(Exception):
-    """The client disconnected while its request body was being forwarded."""
-
-
-class _Exchange:
-    """One forwarded request: the state that must not live on the shared proxy."""
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self.receive = receive
-        self.send = send
-        self.body_done = anyio.Event()
-        self.client_gone = False
-
-    async def first_body(self) -> tuple[bytes, bool]:
-        message = await self.receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        more = bool(message.get("more_body", False))
-        if not more:
-            self.body_done.set()
-        return message.get("body", b""), more
-
-    async def rest_of_body(self, first: bytes) -> AsyncIterator[bytes]:
-        """The request body as it arrives, each ``http.request`` message passed on as it comes."""
-        if first:
-            yield first
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            if message.get("body"):
-                yield message["body"]
-            if not message.get("more_body", False):
-                self.body_done.set()
-                return
-
-    async def watch_disconnect(self, scope: anyio.CancelScope) -> None:
-        # receive() belongs to the body generator until the body is complete; after that the
-        # only message left to come is http.disconnect.
-        await self.body_done.wait()
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
-        self.client_gone = True
-        scope.cancel()
-
-
 class UpstreamProxy:
     """ASGI app forwarding everything to one upstream, streaming both ways.
 
     Build it from ``RetentionSettings`` (``upstream``, ``upstream_timeout``,
     ``upstream_connect_timeout``, ``upstream_max_connections``) or with keywords, which win over
-    the settings. ``transport`` replaces httpx's network transport (tests, unix sockets). The
-    client opens on lifespan startup or the first request and closes on lifespan shutdown or
-    ``aclose()``.
+    the settings. The client session opens on lifespan startup or the first request, and closes on
+    lifespan shutdown or ``aclose()``.
     """
 
     def __init__(
@@ -123,7 +86,6 @@ class UpstreamProxy:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         max_connections: int | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         overrides: dict[str, Any] = {}
         if upstream is not None:
@@ -136,34 +98,36 @@ class UpstreamProxy:
             overrides["upstream_max_connections"] = max_connections
         # replace() runs the settings' own validation on the overrides.
         self.settings = dataclasses.replace(settings or RetentionSettings(), **overrides)
-        base = httpx.URL(self.settings.upstream)
-        self.upstream = str(base.copy_with(raw_path=b"", query=None, fragment=None)).rstrip("/")
-        self._prefix = base.raw_path.rstrip(b"/")
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        base = urlsplit(self.settings.upstream)
+        self.upstream = f"{base.scheme}://{base.netloc}"
+        self._prefix = base.path.rstrip("/").encode("utf-8")
+        self._session: aiohttp.ClientSession | None = None
 
-    def _open(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
             s = self.settings
             read = s.upstream_timeout.total_seconds()
-            connections = s.upstream_max_connections
-            self._client = httpx.AsyncClient(
-                transport=self._transport,
-                timeout=httpx.Timeout(read, connect=s.upstream_connect_timeout.total_seconds()),
-                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-                # No proxies or netrc from the environment, no redirects followed, and no cookie
-                # jar: the client is shared by every tenant, so it must not remember anything.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=s.upstream_max_connections),
+                # connect: waiting for a free pooled connection and opening one; sock_read: silence
+                # between two reads of the response, headers included.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=read, sock_connect=s.upstream_connect_timeout.total_seconds(), sock_read=read
+                ),
+                # No proxies or netrc from the environment and no cookie jar: the session is shared
+                # by every tenant, so it must not remember anything.
                 trust_env=False,
-                follow_redirects=False,
-                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                skip_auto_headers=_NO_DEFAULTS,
             )
-        return self._client
+        return self._session
 
     async def aclose(self) -> None:
-        """Close the shared client and its upstream connections; the next request reopens it."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Close the shared session and its upstream connections; the next request reopens it."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -184,71 +148,78 @@ class UpstreamProxy:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _url(self, scope: Scope) -> str:
+    def _url(self, scope: Scope) -> URL:
         raw = self._prefix + (scope.get("raw_path") or scope["path"].encode("utf-8"))
         if scope.get("query_string"):
             raw += b"?" + scope["query_string"]
         path = raw.decode("ascii") if raw.isascii() else quote_from_bytes(raw, safe=_URL_SAFE)
-        return self.upstream + path
+        # encoded: the path goes out byte for byte as the client sent it (%2F stays %2F).
+        return URL(self.upstream + path, encoded=True)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = _Exchange(receive, send)
-        try:
-            first, more = await exchange.first_body()
-        except _ClientGone:
+        client = Downstream(receive, send)
+        body = await client.body()
+        if client.gone:
             return
-        request = httpx.Request(
-            scope["method"],
-            self._url(scope),
-            headers=filter_headers(scope["headers"], _REQUEST_DROP),
-            # A body that came whole goes with its length; otherwise it streams as it arrives.
-            content=exchange.rest_of_body(first) if more else first,
-        )
-        failure: Exception | None = None
-        # The task group lets the disconnect watcher cancel the exchange wherever it waits:
-        # connecting, waiting for headers, or between two chunks of a long generation.
-        async with anyio.create_task_group() as group:
-            group.start_soon(exchange.watch_disconnect, group.cancel_scope)
-            try:
-                await self._exchange(request, exchange)
-            except Exception as exc:
-                # Raised after the group, so callers see the exception itself, not a group.
-                failure = exc
-            group.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+        task = asyncio.current_task()
+        if task is None:  # no asyncio ASGI server calls an app outside a task
+            raise RuntimeError("UpstreamProxy must be called from an asyncio task")
+        # The watcher cancels this task wherever it waits: connecting, waiting for headers, or
+        # between two chunks of a long generation.
+        watcher = asyncio.get_running_loop().create_task(client.watch_disconnect(task))
+        try:
+            await self._exchange(scope, body, client)
+        except asyncio.CancelledError:
+            # The watcher's cancellation ends the exchange quietly; anyone else's propagates.
+            if not client.cancelled or (sys.version_info >= (3, 11) and task.uncancel() > 0):
+                raise
+        except Exception:
+            # The client is gone (its upload was cut short): nobody is left to answer.
+            if not client.gone:
+                raise
+        finally:
+            client.finishing()
+            watcher.cancel()
 
-    async def _exchange(self, request: httpx.Request, exchange: _Exchange) -> None:
+    async def _exchange(self, scope: Scope, body: Body, client: Downstream) -> None:
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in filter_headers(scope["headers"], _REQUEST_DROP)
+        ]
         try:
-            response = await self._open().send(request, stream=True)
-        except _ClientGone:
+            response = await self._open().request(
+                scope["method"], self._url(scope), headers=headers, data=body, allow_redirects=False
+            )
+        except asyncio.TimeoutError:  # aiohttp's timeouts, connecting included
+            await client.answer_error(TIMEOUT)
             return
-        except httpx.TimeoutException:
-            await send_error(exchange.send, TIMEOUT)
+        except aiohttp.ClientConnectorError:
+            await client.answer_error(UNAVAILABLE)
             return
-        except httpx.ConnectError:
-            await send_error(exchange.send, UNAVAILABLE)
+        except aiohttp.ClientError:
+            if client.gone:
+                return
+            await client.answer_error(BAD_GATEWAY)
             return
-        except httpx.TransportError:
-            await send_error(exchange.send, BAD_GATEWAY)
-            return
+        complete = False
         try:
-            await exchange.send(
+            await client.send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": filter_headers(response.headers.raw, _HOP_BY_HOP),
+                    "status": response.status,
+                    "headers": filter_headers(response.raw_headers, _HOP_BY_HOP),
                 }
             )
-            if response.is_stream_consumed:
-                # A transport that answers with a whole body (httpx.MockTransport) has nothing to stream.
-                await exchange.send({"type": "http.response.body", "body": response.content})
-                return
-            # Each chunk goes on as httpx reads it. An upstream failure from here on propagates:
+            # Each chunk goes on as aiohttp reads it. An upstream failure from here on propagates:
             # the status is already sent, so only a dropped connection can tell the client.
-            async for chunk in response.aiter_raw():
+            async for chunk, _ in response.content.iter_chunks():
                 if chunk:
-                    await exchange.send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await exchange.send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            complete = True
+            client.finishing()
+            await client.send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await response.aclose()
+            if complete:
+                response.release()  # the connection goes back to the pool
+            else:
+                response.close()  # mid-body: the connection cannot be reused, and the upstream must see it go

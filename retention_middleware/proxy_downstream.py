@@ -1,0 +1,89 @@
+"""The client's side of one forwarded request: its body as it arrives, and its disconnect.
+
+Per-request state of ``UpstreamProxy``, which is shared by every request and so must hold none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from ._types import Message, Receive, Send
+from .errors import OpenAIError, send_error
+
+Body = bytes | AsyncIterator[bytes] | None
+"""What the upstream request carries: nothing, a body that came whole, or one still arriving."""
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request body was being forwarded."""
+
+
+class Downstream:
+    """``receive`` and ``send`` of one request, with what the forwarder must know about them."""
+
+    __slots__ = ("_receive", "send", "_body_done", "gone", "cancelled", "_responding")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self.send = send
+        self._body_done = asyncio.Event()
+        self.gone = False
+        """The client went away before its answer was complete."""
+        self.cancelled = False
+        """``watch_disconnect`` cancelled the forwarding task."""
+        self._responding = True
+
+    async def body(self) -> Body:
+        """The request body for the upstream; ``gone`` is set if the client left first."""
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.gone = True
+            return None
+        first: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            # Streamed as it arrives; without a Content-Length from the client, aiohttp chunks it.
+            return self._rest_of_body(first)
+        self._body_done.set()
+        # A body that came whole goes with its length, and in the same write as the request head.
+        return first or None
+
+    async def _rest_of_body(self, first: bytes) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise ClientGone
+            if message.get("body"):
+                yield message["body"]
+            if not message.get("more_body", False):
+                self._body_done.set()
+                return
+
+    def finishing(self) -> None:
+        """The answer is complete, or about to be: from now on a disconnect cancels nothing.
+
+        Called before the last message is sent, because the ASGI server reports a finished response
+        with the same ``http.disconnect`` as a client that left, and the wrapping middleware may
+        still be at work (a store write) in that last ``send``.
+        """
+        self._responding = False
+
+    async def answer_error(self, error: OpenAIError) -> None:
+        self.finishing()
+        await send_error(self.send, error)
+
+    async def watch_disconnect(self, task: asyncio.Task[object]) -> None:
+        """Cancel ``task`` as soon as the client disconnects, unless its answer is complete."""
+        # receive() belongs to the body generator until the body is complete; after that the only
+        # message left to come is http.disconnect.
+        await self._body_done.wait()
+        message: Message = await self._receive()
+        while message["type"] != "http.disconnect":
+            message = await self._receive()
+        if self._responding:
+            self.gone = True
+            self.cancelled = True
+            task.cancel()
