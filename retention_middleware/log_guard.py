@@ -24,10 +24,11 @@ from typing import Any
 
 from .redaction import REDACTED, ContentMatcher
 
-GENERATED_TEXT_LIMIT = 4 * 1024 * 1024
-"""Characters of generated text kept per request for matching (about a million tokens). Past this
-the guard fails closed: while that request is in flight, every record's message is replaced whole.
-The limit is what keeps a request's memory bounded however long its stream runs."""
+GENERATED_TEXT_LIMIT = 1024 * 1024
+"""Characters of generated text kept per request for matching (some 250,000 tokens, far more than
+a model writes in one answer). Past this the guard fails closed: while that request is in flight,
+every record's message is replaced whole. The limit keeps a request's memory bounded (about 1 MiB)
+however long its stream runs."""
 
 _DELTAS_PER_BLOCK = 256
 """Streamed deltas are a few characters each; kept one string apiece they would cost ~50 bytes of
