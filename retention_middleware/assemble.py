@@ -66,8 +66,9 @@ class StreamAssembler:
             if not isinstance(call, dict):
                 continue
             index = call.get("index", 0)
-            kept = choice.tool_calls.setdefault(index, {"id": None, "type": "function",
-                                                        "function": {"name": "", "arguments": ""}})  # fmt: skip
+            kept = choice.tool_calls.setdefault(
+                index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
             if call.get("id"):
                 kept["id"] = call["id"]
             function = call.get("function")

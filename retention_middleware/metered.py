@@ -87,8 +87,14 @@ class MeteredHandler:
             tee = UsageTee(exchange, send, guard, strip_usage, StreamAssembler())
             await self.app(scope, replay(body, exchange.receive), tee.send)
             kept_request = request if request is not None else body.decode("utf-8", "replace")
-            await self.content_log.keep(exchange.record, entry, reason=reason, endpoint=exchange.record.path,
-                                        request=kept_request, response=tee.result())  # fmt: skip
+            await self.content_log.keep(
+                exchange.record,
+                entry,
+                reason=reason,
+                endpoint=exchange.record.path,
+                request=kept_request,
+                response=tee.result(),
+            )
         finally:
             self.inflight.close(entry)
 

@@ -109,8 +109,9 @@ class CreateResponseHandler:
             await self.app(scope, replay(upstream_body, exchange.receive), capture.send)
             if reason is not None and entry is not None:
                 # A documented exception: this request's content is kept (never logged); see content_log.
-                await self.content_log.keep(record, entry, reason=reason, endpoint=record.path,
-                                            request=request, response=turn.final)  # fmt: skip
+                await self.content_log.keep(
+                    record, entry, reason=reason, endpoint=record.path, request=request, response=turn.final
+                )
         finally:
             if entry is not None:
                 self.inflight.close(entry)
@@ -121,8 +122,7 @@ class CreateResponseHandler:
         """Check the request and build what the upstream gets; raises OpenAIError for bad input."""
         store = request.get("store", True)
         if not isinstance(store, bool):
-            raise invalid_request("Invalid type for 'store': expected a boolean.", param="store",
-                                  code="invalid_type")  # fmt: skip
+            raise invalid_request("Invalid type for 'store': expected a boolean.", param="store", code="invalid_type")
         if request.get("background") is True:
             raise invalid_request(
                 "Background responses are not supported here: they need the upstream to keep state.",

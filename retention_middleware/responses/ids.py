@@ -19,8 +19,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$")
 
 def checked_id(value: Any, param: str) -> str:
     if not isinstance(value, str):
-        raise invalid_request(f"Invalid type for '{param}': expected a string.", param=param,
-                              code="invalid_type")  # fmt: skip
+        raise invalid_request(f"Invalid type for '{param}': expected a string.", param=param, code="invalid_type")
     if not _ID.match(value):
         # The value is not echoed: it failed the check, so it may be anything, content included.
         raise invalid_request(f"Invalid '{param}': not a valid id.", param=param, code="invalid_value")

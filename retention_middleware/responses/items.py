@@ -16,12 +16,14 @@ def input_as_items(value: Any) -> list[Any]:
         for position, item in enumerate(value):
             if not isinstance(item, dict):
                 raise invalid_request(
-                    f"Invalid 'input[{position}]': expected an object.", param=f"input[{position}]",
+                    f"Invalid 'input[{position}]': expected an object.",
+                    param=f"input[{position}]",
                     code="invalid_type",
-                )  # fmt: skip
+                )
         return value
-    raise invalid_request("Invalid 'input': expected a string or an array of items.", param="input",
-                          code="invalid_type")  # fmt: skip
+    raise invalid_request(
+        "Invalid 'input': expected a string or an array of items.", param="input", code="invalid_type"
+    )
 
 
 def normalised_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +56,9 @@ def list_page(response_id: str, items: list[Any], *, after: str | None, limit: i
     if after is not None:
         positions = [position for position, item in enumerate(listed) if item["id"] == after]
         if not positions:
-            raise invalid_request(f"No input item with id '{after}' in this response.", param="after",
-                                  code="invalid_value")  # fmt: skip
+            raise invalid_request(
+                f"No input item with id '{after}' in this response.", param="after", code="invalid_value"
+            )
         start = positions[0] + 1
     page = listed[start : start + limit]
     return {

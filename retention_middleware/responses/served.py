@@ -30,13 +30,13 @@ def _page_parameters(query_string: bytes) -> tuple[str | None, int, str]:
             after = checked_id(value, "after")
         elif name == "limit":
             if not value.isdigit() or not 1 <= int(value) <= 100:
-                raise invalid_request("Invalid 'limit': expected an integer from 1 to 100.", param="limit",
-                                      code="invalid_value")  # fmt: skip
+                raise invalid_request(
+                    "Invalid 'limit': expected an integer from 1 to 100.", param="limit", code="invalid_value"
+                )
             limit = int(value)
         elif name == "order":
             if value not in ("asc", "desc"):
-                raise invalid_request("Invalid 'order': expected 'asc' or 'desc'.", param="order",
-                                      code="invalid_value")  # fmt: skip
+                raise invalid_request("Invalid 'order': expected 'asc' or 'desc'.", param="order", code="invalid_value")
             order = value
     return after, limit, order
 
