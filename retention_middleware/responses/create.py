@@ -86,10 +86,8 @@ class CreateResponseHandler:
         if guard is not None and upstream_request is not request:
             guard.add_source(upstream_request)  # the rehydrated history is content too
         record.stored = False
-        if upstream_request is request and "store" in request and request["store"] is False:
-            upstream_body = body  # nothing to change: the upstream gets the client's bytes
-        else:
-            upstream_body = orjson.dumps(upstream_request)
+        # _prepare hands back the request itself when nothing needs changing: the client's bytes go on.
+        upstream_body = body if upstream_request is request else orjson.dumps(upstream_request)
         scope = with_body_length(exchange.scope, len(upstream_body))
         tenant = record.tenant or ANONYMOUS
         reason = self.content_log.reason(tenant, record.model, scope["headers"])
