@@ -381,3 +381,35 @@ async def test_upstream_errors_are_passed_through_and_nothing_is_stored(
         answer = await client.post("/v1/responses", json={"model": "nope", "input": "x"})
     assert answer.status_code == 404 and answer.json()["error"]["message"] == "model not found"
     assert store.writes == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "path", "body"),
+    [
+        ("standard", "/v1/responses", {"model": "m", "input": "CANARY-G2", "store": False}),
+        ("standard", "/v1/responses", {"model": "m", "input": "CANARY-G2", "store": False, "stream": True}),
+        ("zero", "/v1/responses", {"model": "m", "input": "CANARY-G2"}),
+        ("zero", "/v1/responses", {"model": "m", "input": "CANARY-G2", "store": True, "stream": True}),
+        ("standard", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "CANARY-G2"}]}),
+        ("standard", "/v1/completions", {"model": "m", "prompt": "CANARY-G2", "stream": True}),
+        ("standard", "/v1/embeddings", {"model": "m", "input": "CANARY-G2"}),
+    ],
+)
+async def test_g2_nothing_reaches_the_store_unless_a_response_is_stored(
+    response_store: ResponseStore, clock: FakeClock, policy: str, path: str, body: dict[str, Any]
+) -> None:
+    store = CountingStore(response_store)
+    middleware = RetentionMiddleware(
+        EchoModel(),
+        RetentionSettings(policy=policy),
+        store=store,
+        clock=clock,  # type: ignore[arg-type]
+    )
+    with capture_all_logs() as logs:
+        async with asgi_client(middleware) as client:
+            answer = await client.post(path, json=body)
+    assert answer.status_code == 200
+    assert ("CANARY-G2" in answer.text) is (path != "/v1/embeddings")  # echoed back, except as a vector
+    assert store.writes == []
+    assert await response_store.count_content("anonymous") == 0
+    assert "CANARY-G2" not in logs.text()
