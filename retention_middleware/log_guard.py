@@ -200,9 +200,12 @@ def redact_record(record: logging.LogRecord, contents: list[GuardedContent]) -> 
     if record.exc_info and not record.exc_text:
         record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
     if record.exc_text:
-        record.exc_text = _redact_text(record.exc_text, matchers)
-        # Handlers that format exc_info themselves would bypass the redacted text.
-        record.exc_info = None
+        exc_text = _redact_text(record.exc_text, matchers)
+        if exc_text != record.exc_text:
+            record.exc_text = exc_text
+            # Handlers that format exc_info themselves (error trackers, say) would bypass the redacted
+            # text, so the exception object goes; a traceback without content keeps it.
+            record.exc_info = None
     if record.stack_info:
         record.stack_info = _redact_text(record.stack_info, matchers)
     for name, value in list(vars(record).items()):

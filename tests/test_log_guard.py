@@ -139,3 +139,11 @@ def test_generated_text_spanning_many_deltas_is_matched_across_block_boundaries(
     stretch = "".join(words[250:262])  # crosses the join after the 256th delta
     out = emit(logging.getLogger("test.guard.blocks"), "output so far: %s", f"<{stretch}>")
     assert "w00255" not in out and "w00256" not in out and "[redacted]" in out
+
+
+def test_an_exception_without_content_keeps_its_exc_info(guarded: GuardRegistration) -> None:
+    try:
+        raise ValueError("unrelated failure")
+    except ValueError:
+        record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert record.exc_info is not None
