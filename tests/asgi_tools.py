@@ -122,3 +122,25 @@ def asgi_client(app: ASGIApp, **kwargs: Any) -> Any:
     import httpx
 
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", **kwargs)
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """The lifespan side of a test upstream: complete start-up, then shutdown."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def run_lifespan(app: ASGIApp) -> list[Message]:
+    """Drive ``app`` through start-up and shutdown, as a server would; the messages it sent back."""
+    incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    return sent

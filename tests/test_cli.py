@@ -32,7 +32,7 @@ from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
 from retention_middleware.settings import RetentionSettings, SettingsError, parse_duration
 
-from asgi_tools import read_request_body
+from asgi_tools import answer_lifespan, read_request_body
 from servers import serve, unused_port
 
 DEADLINE = 10.0
@@ -92,9 +92,7 @@ class GatedUpstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         body = orjson.loads(await read_request_body(receive))
         self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

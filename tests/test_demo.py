@@ -17,6 +17,7 @@ from openai import AsyncOpenAI
 
 from retention_middleware.demo import EchoModel, create_echo_app
 
+from asgi_tools import run_lifespan
 from servers import aserve
 
 CASSETTE = Path(__file__).parent / "fixtures/cassettes/reasoning-single-openai-gpt-oss-20b-streaming.yaml"
@@ -449,16 +450,7 @@ async def test_a_stream_stops_generating_when_the_client_disconnects() -> None:
 
 
 async def test_lifespan_is_answered() -> None:
-    incoming = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
-    replies: list[str] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop()
-
-    async def send(message: dict[str, Any]) -> None:
-        replies.append(message["type"])
-
-    await EchoModel()({"type": "lifespan"}, receive, send)
+    replies = [message["type"] for message in await run_lifespan(EchoModel())]
     assert replies == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 

@@ -26,7 +26,7 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.proxy import UpstreamProxy
 from retention_middleware.settings import RetentionSettings, SettingsError
 
-from asgi_tools import asgi_client
+from asgi_tools import answer_lifespan, asgi_client, run_lifespan
 from servers import aserve, serve, unused_port
 
 DEADLINE = 5.0
@@ -48,9 +48,7 @@ class Upstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         route = scope["path"].split("/")[1]
         await getattr(self, f"_{route}", self._inspect)(scope, receive, send)
@@ -457,16 +455,7 @@ def test_settings_are_checked_at_construction() -> None:
 
 async def test_lifespan_opens_and_closes_the_client_and_a_request_reopens_it(upstream: Upstream) -> None:
     proxy = UpstreamProxy(upstream=upstream.url)
-    incoming = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
-    replies: list[str] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop()
-
-    async def send(message: dict[str, Any]) -> None:
-        replies.append(message["type"])
-
-    await proxy({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    replies = [message["type"] for message in await run_lifespan(proxy)]
     assert replies == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
     async with asgi_client(proxy) as http:

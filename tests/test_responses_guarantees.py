@@ -20,7 +20,7 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.store import MemoryStore, MongoStore
 from retention_middleware.store.base import ResponseStore, StoredResponse
 
-from asgi_tools import asgi_client, capture_all_logs, read_request_body, send_pieces
+from asgi_tools import asgi_client, capture_all_logs, read_request_body, run_lifespan, send_pieces
 from mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
 from mongo_server import MongoTestServer
 from servers import aserve
@@ -323,19 +323,6 @@ async def test_two_replicas_share_one_mongodb(make_mongo_store: MongoStoreFactor
 async def test_lifespan_startup_prepares_the_store_and_a_conflict_fails_it(
     make_mongo_store: MongoStoreFactory, mongo_client: MongoClient, mongo_db_name: str
 ) -> None:
-    async def run_lifespan(middleware: RetentionMiddleware) -> list[Any]:
-        sent: list[Any] = []
-        messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-
-        async def receive() -> Any:
-            return messages.pop(0)
-
-        async def send(message: Any) -> None:
-            sent.append(message)
-
-        await middleware({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
-        return sent
-
     ok = await run_lifespan(RetentionMiddleware(EchoModel(), RetentionSettings(), store=make_mongo_store()))
     assert ok[0] == {"type": "lifespan.startup.complete"}
     names = {index["name"] async for index in await mongo_client[mongo_db_name]["responses"].list_indexes()}
