@@ -79,7 +79,7 @@ class AccessRecord:
         "disconnected",
     )
 
-    def __init__(self, method: str, path: str) -> None:
+    def __init__(self, method: str, path: str, tenant: str) -> None:
         self.started = time.perf_counter()
         self.started_wall = time.time()
         self.request_id = f"{_ID_PREFIX}{next(_counter):x}"
@@ -92,7 +92,7 @@ class AccessRecord:
         self.model: str | None = None
         self.stream: bool | None = None
         self.usage: dict[str, int | None] | None = None
-        self.tenant: str | None = None
+        self.tenant = tenant
         self.stored: bool | None = None
         self.error: str | None = None
         self.content_logged = False

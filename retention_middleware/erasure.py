@@ -26,7 +26,7 @@ class ErasureHandler:
         self.inflight = inflight
 
     async def __call__(self, exchange: Exchange) -> None:
-        tenant = exchange.record.tenant or ANONYMOUS
+        tenant = exchange.record.tenant
         if tenant == ANONYMOUS:
             exchange.record.error = "tenant_required"
             await send_error(

@@ -26,7 +26,6 @@ from .request_body import ClientGone, read_body, replay, with_body_length
 from .routes import Route
 from .sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
 from .tee import BodyKind, body_kind_of, without_content_length
-from .tenancy import ANONYMOUS
 
 
 def _client_wants_usage(body: dict[str, Any]) -> bool:
@@ -75,13 +74,13 @@ class MeteredHandler:
                 body = orjson.dumps(upstream_request)
                 scope = with_body_length(scope, len(body))
                 strip_usage = True
-        reason = self.content_log.reason(exchange.record.tenant or ANONYMOUS, exchange.record.model, scope["headers"])
+        reason = self.content_log.reason(exchange.record.tenant, exchange.record.model, scope["headers"])
         if reason is None:
             tee = UsageTee(exchange, exchange.send, guard, strip_usage)
             await self.app(scope, replay(body, exchange.receive), tee.send)
             return
         # A documented exception: this request's content is kept (never logged); see content_log.
-        entry = self.inflight.open(exchange.record.tenant or ANONYMOUS)
+        entry = self.inflight.open(exchange.record.tenant)
         try:
             send = self.content_log.disclosing(exchange.send, reason)
             tee = UsageTee(exchange, send, guard, strip_usage, StreamAssembler())

@@ -99,8 +99,7 @@ class RetentionMiddleware:
                 await self.app(scope, receive, send)
             return
         route, raw_id = classify(scope["method"], scope["path"])
-        record = AccessRecord(scope["method"], scope["path"])
-        record.tenant = self._tenants.tenant_of(scope["headers"])
+        record = AccessRecord(scope["method"], scope["path"], self._tenants.tenant_of(scope["headers"]))
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)

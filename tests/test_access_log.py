@@ -15,12 +15,12 @@ def test_timestamps_match_isoformat_to_the_millisecond() -> None:
 
 
 def test_request_ids_are_unique_and_carry_no_request_data() -> None:
-    records = [AccessRecord("GET", "/x") for _ in range(1000)]
+    records = [AccessRecord("GET", "/x", "anonymous") for _ in range(1000)]
     assert len({record.request_id for record in records}) == 1000
 
 
 def test_a_disconnect_before_the_end_is_reported_unless_another_error_explains_it() -> None:
-    record = AccessRecord("POST", "/v1/chat/completions")
+    record = AccessRecord("POST", "/v1/chat/completions", "anonymous")
     record.disconnected = True
     assert record.to_dict(record.started)["error"] == "client_disconnected"
     record.response_complete = True

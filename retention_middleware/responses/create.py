@@ -23,7 +23,6 @@ from ..inflight import InFlightRegistry, InFlightWrite
 from ..request_body import ClientGone, read_body, replay, with_body_length
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
-from ..tenancy import ANONYMOUS
 from .capture import ResponseCapture
 from .ids import checked_id
 from .items import input_as_items
@@ -89,7 +88,7 @@ class CreateResponseHandler:
         # _prepare hands back the request itself when nothing needs changing: the client's bytes go on.
         upstream_body = body if upstream_request is request else orjson.dumps(upstream_request)
         scope = with_body_length(exchange.scope, len(upstream_body))
-        tenant = record.tenant or ANONYMOUS
+        tenant = record.tenant
         reason = self.content_log.reason(tenant, record.model, scope["headers"])
         entry = self.inflight.open(tenant) if store or reason else None
         turn = _Turn(self, exchange, request, store, previous_id, history, entry)
@@ -140,7 +139,7 @@ class CreateResponseHandler:
             store = False
         previous_id = None if previous is None else checked_id(previous, "previous_response_id")
         new_items = input_as_items(request.get("input", []))
-        tenant = exchange.record.tenant or ANONYMOUS
+        tenant = exchange.record.tenant
         if store and self.settings.store_failure == "reject":
             try:
                 await self.store.check()

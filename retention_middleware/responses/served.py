@@ -60,7 +60,7 @@ class StoredResponseHandler:
 
     async def _serve(self, exchange: Exchange) -> None:
         response_id = checked_id(exchange.raw_id, "response_id")
-        tenant = exchange.record.tenant or "anonymous"
+        tenant = exchange.record.tenant
         if exchange.route is Route.RESPONSES_DELETE:
             await self._delete(exchange, tenant, response_id)
             return
