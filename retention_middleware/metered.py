@@ -14,18 +14,18 @@ from typing import Any
 import orjson
 
 from ._types import ASGIApp, Message, Send
-from .assemble import StreamAssembler
 from .content_log import ContentLog
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
-from .json_object import json_object
 from .log_guard import GuardedContent
-from .metering import completion_chunk_texts, is_usage_only_chunk, normalise_usage, usage_of_body
-from .request_body import ClientGone, read_body, replay, with_body_length
 from .routes import Route
-from .sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
-from .tee import BodyKind, body_kind_of, without_content_length
+from .wire.assemble import StreamAssembler
+from .wire.json_object import json_object
+from .wire.metering import completion_chunk_texts, is_usage_only_chunk, normalise_usage, usage_of_body
+from .wire.request_body import ClientGone, read_body, replay, with_body_length
+from .wire.sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
+from .wire.tee import BodyKind, body_kind_of, without_content_length
 
 
 def _client_wants_usage(body: dict[str, Any]) -> bool:

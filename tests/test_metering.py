@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from retention_middleware.metering import (
+from retention_middleware.wire.metering import (
     completion_chunk_texts,
     is_usage_only_chunk,
     normalise_usage,

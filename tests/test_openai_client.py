@@ -19,7 +19,7 @@ from openai import AsyncOpenAI
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
-from retention_middleware.request_body import replay
+from retention_middleware.wire.request_body import replay
 
 from asgi_tools import read_request_body
 from servers import aserve

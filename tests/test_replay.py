@@ -9,7 +9,7 @@ import json
 import pytest
 
 from retention_middleware import RetentionMiddleware, RetentionSettings
-from retention_middleware.metering import normalise_usage
+from retention_middleware.wire.metering import normalise_usage
 
 from asgi_tools import SentMessages, asgi_client, capture_all_logs
 from cassettes import ReplayUpstream, all_cassettes, load

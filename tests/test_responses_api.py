@@ -15,9 +15,9 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
-from retention_middleware.request_body import replay
 from retention_middleware.store import MemoryStore
 from retention_middleware.store.base import ResponseStore
+from retention_middleware.wire.request_body import replay
 
 from asgi_tools import asgi_client, capture_all_logs, read_request_body
 from mongo_fixtures import FakeClock

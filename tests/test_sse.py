@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from retention_middleware import sse
-from retention_middleware.sse import SSEParser
+from retention_middleware.wire import sse
+from retention_middleware.wire.sse import SSEParser
 
 from asgi_tools import random_split
 from cassettes import all_cassettes, load

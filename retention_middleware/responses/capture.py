@@ -13,11 +13,11 @@ from typing import Any
 
 from .._types import Message, Send
 from ..exchange import Exchange
-from ..json_object import json_object
 from ..log_guard import GuardedContent
-from ..metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
-from ..sse import MAX_EVENT_BYTES, SSEParser
-from ..tee import BodyKind, body_kind_of, without_content_length
+from ..wire.json_object import json_object
+from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
+from ..wire.sse import MAX_EVENT_BYTES, SSEParser
+from ..wire.tee import BodyKind, body_kind_of, without_content_length
 from .patch import StreamingPatcher
 
 OnResponseId = Callable[[str], None]

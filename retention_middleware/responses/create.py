@@ -20,9 +20,9 @@ from ..content_log import ContentLog
 from ..errors import OpenAIError, invalid_request, send_error
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry, InFlightWrite
-from ..request_body import ClientGone, read_body, replay, with_body_length
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
+from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
 from .items import input_as_items

@@ -6,8 +6,8 @@ bounded by ``RETENTION_MAX_BODY`` so a client cannot make the middleware hold un
 
 from __future__ import annotations
 
-from ._types import Headers, Message, Receive, Scope
-from .errors import OpenAIError
+from .._types import Headers, Message, Receive, Scope
+from ..errors import OpenAIError
 
 
 class ClientGone(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from ._types import Message
+from .._types import Message
 
 
 class BodyKind(enum.Enum):
