@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from ._types import Headers, Message, Send
-from .access_log import AccessRecord
 from .inflight import InFlightWrite
+from .logs.access_log import AccessRecord
 from .settings import RetentionSettings, format_duration
 from .store.base import ContentRecord, ResponseStore, StoreError
 

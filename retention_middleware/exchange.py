@@ -9,8 +9,8 @@ from __future__ import annotations
 from time import perf_counter
 
 from ._types import Message, Receive, Scope, Send
-from .access_log import AccessRecord
-from .log_guard import GuardedContent, GuardRegistration
+from .logs.access_log import AccessRecord
+from .logs.log_guard import GuardedContent, GuardRegistration
 from .routes import Route
 
 

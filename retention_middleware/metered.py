@@ -18,7 +18,7 @@ from .content_log import ContentLog
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
-from .log_guard import GuardedContent
+from .logs.log_guard import GuardedContent
 from .routes import Route
 from .wire.assemble import StreamAssembler
 from .wire.json_object import json_object

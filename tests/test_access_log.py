@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
-from retention_middleware.access_log import AccessRecord, _timestamps
+from retention_middleware.logs.access_log import AccessRecord, _timestamps
 
 
 def test_timestamps_match_isoformat_to_the_millisecond() -> None:

@@ -7,7 +7,7 @@ import logging
 
 from pymongo.logger import LogMessage
 
-from retention_middleware.log_guard import GuardRegistration
+from retention_middleware.logs.log_guard import GuardRegistration
 from retention_middleware.store.driver_logs import install_command_document_filter
 
 from asgi_tools import capture_all_logs

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from retention_middleware import log_guard
-from retention_middleware.log_guard import GuardRegistration, guarded_request_count
+from retention_middleware.logs import log_guard
+from retention_middleware.logs.log_guard import GuardRegistration, guarded_request_count
 
 from asgi_tools import capture_all_logs
 

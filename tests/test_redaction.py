@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from retention_middleware.redaction import REDACTED, ContentMatcher
+from retention_middleware.logs.redaction import REDACTED, ContentMatcher
 
 CANARY = "CANARY-5f1e2d3c"
 PROMPT = f"Please summarise the memo {CANARY} for me.\nIt's urgent!\nthanks"

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._types import Message, Send
 from ..exchange import Exchange
-from ..log_guard import GuardedContent
+from ..logs.log_guard import GuardedContent
 from ..wire.json_object import json_object
 from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
 from ..wire.sse import MAX_EVENT_BYTES, SSEParser
