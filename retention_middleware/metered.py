@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 
 from ._types import ASGIApp, Message, Send
-from .content_log import ContentLog
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .logs.log_guard import GuardedContent
+from .policy.content_log import ContentLog
 from .routes import Route
 from .wire.assemble import StreamAssembler
 from .wire.json_object import json_object

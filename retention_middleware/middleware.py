@@ -15,14 +15,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
-from .content_log import ContentLog
-from .disclosure import ModelsDisclosureHandler
-from .erasure import ErasureHandler
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .logs.access_log import AccessRecord, emit
 from .metered import MeteredHandler
+from .policy.content_log import ContentLog
+from .policy.disclosure import ModelsDisclosureHandler
+from .policy.erasure import ErasureHandler
 from .responses import CreateResponseHandler, StoredResponseHandler
 from .routes import Route, classify
 from .settings import RetentionSettings

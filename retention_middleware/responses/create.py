@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 
 from .._types import ASGIApp
-from ..content_log import ContentLog
 from ..errors import OpenAIError, invalid_request, send_error
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry, InFlightWrite
+from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length

@@ -13,13 +13,13 @@ from typing import Any
 
 import orjson
 
-from ._types import ASGIApp, Message
-from .exchange import Exchange
-from .settings import RetentionSettings, format_duration
-from .wire.json_object import json_object
-from .wire.json_spans import top_level_array_elements
-from .wire.sse import MAX_EVENT_BYTES
-from .wire.tee import BodyKind, body_kind_of
+from .._types import ASGIApp, Message
+from ..exchange import Exchange
+from ..settings import RetentionSettings, format_duration
+from ..wire.json_object import json_object
+from ..wire.json_spans import top_level_array_elements
+from ..wire.sse import MAX_EVENT_BYTES
+from ..wire.tee import BodyKind, body_kind_of
 
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds"}
 

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ._types import Headers, Message, Send
-from .inflight import InFlightWrite
-from .logs.access_log import AccessRecord
-from .settings import RetentionSettings, format_duration
-from .store.base import ContentRecord, ResponseStore, StoreError
+from .._types import Headers, Message, Send
+from ..inflight import InFlightWrite
+from ..logs.access_log import AccessRecord
+from ..settings import RetentionSettings, format_duration
+from ..store.base import ContentRecord, ResponseStore, StoreError
 
 logger = logging.getLogger("retention_middleware")
 

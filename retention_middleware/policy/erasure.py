@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import orjson
 
-from .errors import OpenAIError, send_error, send_json
-from .exchange import Exchange
-from .inflight import InFlightRegistry
-from .store.base import ResponseStore, StoreError
-from .tenancy import ANONYMOUS
+from ..errors import OpenAIError, send_error, send_json
+from ..exchange import Exchange
+from ..inflight import InFlightRegistry
+from ..store.base import ResponseStore, StoreError
+from ..tenancy import ANONYMOUS
 
 
 class ErasureHandler:
