@@ -125,7 +125,7 @@ def proxy_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("retention-proxy")
-    return [found] if found else [sys.executable, "-m", "retention_middleware.cli"]
+    return [found] if found else [sys.executable, "-m", "retention_middleware.proxy.cli"]
 
 
 @contextmanager

@@ -42,7 +42,7 @@ class ServerThread:
     """
 
     def __init__(self, app: Any, *, host: str = LOOPBACK, **config: Any) -> None:
-        # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see retention_middleware.cli).
+        # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see retention_middleware.proxy.cli).
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.bind((host, 0))
         self.host = host

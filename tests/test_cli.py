@@ -1,6 +1,6 @@
 """``retention-proxy`` as a user runs it: a subprocess on a loopback port, clients speaking HTTP to it.
 
-Each test starts the real command (``python -m retention_middleware.cli``) with ``--port 0`` and reads
+Each test starts the real command (``python -m retention_middleware.proxy.cli``) with ``--port 0`` and reads
 the port from the first line it prints on stderr. Upstreams are ASGI apps under uvicorn in this
 process; the gated ones wait on a ``threading.Event`` the test sets, and every side writes what it
 did into one ``Timeline``, so the tests assert the order of events, never durations. Every wait has a
@@ -36,7 +36,7 @@ from asgi_tools import answer_lifespan, read_request_body
 from servers import serve, unused_port
 
 DEADLINE = 10.0
-COMMAND = [sys.executable, "-m", "retention_middleware.cli"]
+COMMAND = [sys.executable, "-m", "retention_middleware.proxy.cli"]
 BANNER = re.compile(r"^retention-proxy (\S+) listening on (http://[\d.]+:(\d+))$")
 
 
@@ -541,7 +541,7 @@ def test_the_banner_shows_the_effective_settings_and_no_secret(
 
 def test_the_banner_hides_a_mongodb_password() -> None:
     """The banner itself, built in-process: a store with credentials cannot start against the test server."""
-    from retention_middleware import cli
+    from retention_middleware.proxy import cli
 
     options = cli._options(["--store", "mongodb://operator:hunter2-pw@db.internal:27017/?authSource=admin"], {})
     banner = cli._banner(options, 8080)

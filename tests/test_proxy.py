@@ -23,7 +23,7 @@ from openai import AsyncOpenAI
 
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
-from retention_middleware.proxy import UpstreamProxy
+from retention_middleware.proxy.forwarder import UpstreamProxy
 from retention_middleware.settings import RetentionSettings, SettingsError
 
 from asgi_tools import answer_lifespan, asgi_client, run_lifespan

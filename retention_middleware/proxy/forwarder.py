@@ -34,10 +34,10 @@ from urllib.parse import quote_from_bytes, urlsplit
 import aiohttp
 from yarl import URL
 
-from ._types import Headers, Receive, Scope, Send
-from .errors import OpenAIError
-from .proxy_downstream import Body, Downstream
-from .settings import RetentionSettings
+from .._types import Headers, Receive, Scope, Send
+from ..errors import OpenAIError
+from ..settings import RetentionSettings
+from .downstream import Body, Downstream
 
 # RFC 9110 section 7.6.1, plus the obsolete "trailers" spelling. The request side also drops what
 # this proxy answers itself: Host (set by aiohttp to the upstream's) and Expect (the ASGI server

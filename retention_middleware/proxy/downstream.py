@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ._types import Message, Receive, Send
-from .errors import OpenAIError, send_error
+from .._types import Message, Receive, Send
+from ..errors import OpenAIError, send_error
 
 Body = bytes | AsyncIterator[bytes] | None
 """What the upstream request carries: nothing, a body that came whole, or one still arriving."""

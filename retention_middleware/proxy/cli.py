@@ -24,12 +24,12 @@ from typing import Any
 
 import uvicorn
 
-from . import __version__
-from ._types import ASGIApp
-from .middleware import RetentionMiddleware
-from .settings import RetentionSettings, SettingsError, parse_bool, parse_duration
-from .store import make_store
-from .store.base import StoreError
+from .. import __version__
+from .._types import ASGIApp
+from ..middleware import RetentionMiddleware
+from ..settings import RetentionSettings, SettingsError, parse_bool, parse_duration
+from ..store import make_store
+from ..store.base import StoreError
 
 # flag -> (variable, help). Each flag's value is handed to the settings layer as its variable's text,
 # so flags and environment are parsed and validated by exactly the same code.
@@ -108,11 +108,11 @@ def _options(argv: Sequence[str] | None, environ: Mapping[str, str]) -> _Options
 
 def _app(options: _Options) -> ASGIApp:
     if options.demo:
-        from .demo import EchoModel
+        from ..demo import EchoModel
 
         upstream: ASGIApp = EchoModel()
     else:
-        from .proxy import UpstreamProxy
+        from .forwarder import UpstreamProxy
 
         upstream = UpstreamProxy(options.settings)
     return RetentionMiddleware(upstream, options.settings)
