@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .completions import CompletionsHandler
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .logs.access_log import AccessRecord, emit
-from .metered import MeteredHandler
 from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
@@ -77,12 +77,12 @@ class RetentionMiddleware:
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
-        metered = MeteredHandler(app, settings.max_body, self.content_log, inflight)
+        completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
         stored = StoredResponseHandler(self.store, inflight)
         self._handlers: dict[Route, Handler] = {
-            Route.CHAT: metered,
-            Route.COMPLETIONS: metered,
-            Route.EMBEDDINGS: metered,
+            Route.CHAT: completions,
+            Route.COMPLETIONS: completions,
+            Route.EMBEDDINGS: completions,
             Route.RESPONSES_CREATE: CreateResponseHandler(app, settings, self.store, inflight, self.content_log, clock),
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,

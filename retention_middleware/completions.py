@@ -33,7 +33,7 @@ def _client_wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-class MeteredHandler:
+class CompletionsHandler:
     """Owns chat completions, completions and embeddings requests."""
 
     def __init__(self, app: ASGIApp, max_body: int, content_log: ContentLog, inflight: InFlightRegistry) -> None:
