@@ -15,7 +15,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 def main() -> None:
     sys.path.insert(0, str(TESTS))  # the server is a test helper, not part of the package
-    from mongo_server import MongoTestServer
+    from support.mongo_server import MongoTestServer
 
     server = MongoTestServer().start()
     try:

@@ -12,7 +12,7 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 
-from asgi_tools import asgi_client, capture_all_logs, read_request_body, send_pieces
+from support.asgi_tools import asgi_client, capture_all_logs, read_request_body, send_pieces
 
 
 class JudgingUpstream:

@@ -20,8 +20,8 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 
-from asgi_tools import LogCapture, asgi_client, capture_all_logs, read_request_body, send_pieces, sse_body
-from servers import aserve
+from support.asgi_tools import LogCapture, asgi_client, capture_all_logs, read_request_body, send_pieces, sse_body
+from support.servers import aserve
 
 app_logger = logging.getLogger("vllm.entrypoints.logger")
 

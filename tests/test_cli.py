@@ -32,8 +32,8 @@ from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
 from retention_middleware.settings import RetentionSettings, SettingsError, parse_duration
 
-from asgi_tools import answer_lifespan, read_request_body
-from servers import serve, unused_port
+from support.asgi_tools import answer_lifespan, read_request_body
+from support.servers import serve, unused_port
 
 DEADLINE = 10.0
 COMMAND = [sys.executable, "-m", "retention_middleware.proxy.cli"]

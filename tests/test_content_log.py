@@ -15,8 +15,8 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.store.base import ResponseStore
 from retention_middleware.tenancy import TenantResolver
 
-from asgi_tools import asgi_client, capture_all_logs
-from mongo_fixtures import FakeClock
+from support.asgi_tools import asgi_client, capture_all_logs
+from support.mongo_fixtures import FakeClock
 
 SECRET = "content-log-secret-0123456789"
 OPTED_IN_KEY = "sk-opted-in"

@@ -17,8 +17,8 @@ from openai import AsyncOpenAI
 
 from retention_middleware.demo import EchoModel, create_echo_app
 
-from asgi_tools import run_lifespan
-from servers import aserve
+from support.asgi_tools import run_lifespan
+from support.servers import aserve
 
 CASSETTE = Path(__file__).parent / "fixtures/cassettes/reasoning-single-openai-gpt-oss-20b-streaming.yaml"
 

@@ -12,7 +12,7 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 
-from asgi_tools import SentMessages, asgi_client, read_request_body, send_pieces
+from support.asgi_tools import SentMessages, asgi_client, read_request_body, send_pieces
 
 
 def vllm_model(model_id: str, lora_parent: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pymongo.logger import LogMessage
 from retention_middleware.logs.log_guard import GuardRegistration
 from retention_middleware.store.driver_logs import install_command_document_filter
 
-from asgi_tools import capture_all_logs
+from support.asgi_tools import capture_all_logs
 
 CANARY = "CANARY-driver-77aa88bb"
 

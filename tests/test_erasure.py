@@ -18,10 +18,10 @@ from retention_middleware.store import MemoryStore
 from retention_middleware.store.base import ResponseStore
 from retention_middleware.tenancy import TenantResolver
 
-from asgi_tools import asgi_client, capture_all_logs, read_request_body
-from mongo_fixtures import FakeClock, MongoStoreFactory
-from mongo_server import MongoTestServer
-from servers import aserve
+from support.asgi_tools import asgi_client, capture_all_logs, read_request_body
+from support.mongo_fixtures import FakeClock, MongoStoreFactory
+from support.mongo_server import MongoTestServer
+from support.servers import aserve
 
 SECRET = "erasure-secret-0123456789abc"
 KEY_A, KEY_B = {"authorization": "Bearer sk-a"}, {"authorization": "Bearer sk-b"}

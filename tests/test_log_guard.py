@@ -11,7 +11,7 @@ import pytest
 from retention_middleware.logs import log_guard
 from retention_middleware.logs.log_guard import GuardRegistration, guarded_request_count
 
-from asgi_tools import capture_all_logs
+from support.asgi_tools import capture_all_logs
 
 CANARY = "CANARY-guard-8b7a6c5d"
 

@@ -13,7 +13,7 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Message, Receive, Scope, Send
 
-from asgi_tools import SentMessages, asgi_client, capture_all_logs, read_request_body
+from support.asgi_tools import SentMessages, asgi_client, capture_all_logs, read_request_body
 
 ACCESS_FIELDS = {
     "ts", "request_id", "method", "path", "status", "duration_ms", "ttfb_ms", "bytes_in", "bytes_out",

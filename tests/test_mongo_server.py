@@ -15,8 +15,8 @@ from bson import Binary, Int64, ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from mongo_fixtures import MongoClient, wait_until
-from mongo_server import CommandBackend, MongoTestServer
+from support.mongo_fixtures import MongoClient, wait_until
+from support.mongo_server import CommandBackend, MongoTestServer
 
 pytestmark = pytest.mark.usefixtures("mongo_server")  # test-server only: never a real MongoDB
 

@@ -21,8 +21,8 @@ from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
 from retention_middleware.wire.request_body import replay
 
-from asgi_tools import read_request_body
-from servers import aserve
+from support.asgi_tools import read_request_body
+from support.servers import aserve
 
 MODEL = "demo-echo"
 DEADLINE = 10.0

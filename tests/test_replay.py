@@ -11,8 +11,8 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware.wire.metering import normalise_usage
 
-from asgi_tools import SentMessages, asgi_client, capture_all_logs
-from cassettes import ReplayUpstream, all_cassettes, load
+from support.asgi_tools import SentMessages, asgi_client, capture_all_logs
+from support.cassettes import ReplayUpstream, all_cassettes, load
 
 
 @pytest.mark.parametrize("name", all_cassettes())

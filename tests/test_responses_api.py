@@ -19,9 +19,9 @@ from retention_middleware.store import MemoryStore
 from retention_middleware.store.base import ResponseStore
 from retention_middleware.wire.request_body import replay
 
-from asgi_tools import asgi_client, capture_all_logs, read_request_body
-from mongo_fixtures import FakeClock
-from servers import aserve
+from support.asgi_tools import asgi_client, capture_all_logs, read_request_body
+from support.mongo_fixtures import FakeClock
+from support.servers import aserve
 
 SECRET = "test-tenant-secret-0123456789"
 KEY_A = {"authorization": "Bearer sk-tenant-a"}

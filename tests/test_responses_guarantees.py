@@ -20,10 +20,10 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.store import MemoryStore, MongoStore
 from retention_middleware.store.base import ResponseStore, StoredResponse
 
-from asgi_tools import asgi_client, capture_all_logs, read_request_body, run_lifespan, send_pieces
-from mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
-from mongo_server import MongoTestServer
-from servers import aserve
+from support.asgi_tools import asgi_client, capture_all_logs, read_request_body, run_lifespan, send_pieces
+from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
+from support.mongo_server import MongoTestServer
+from support.servers import aserve
 
 
 class CountingStore:

@@ -13,8 +13,8 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware.store.base import ResponseStore
 
-from asgi_tools import asgi_client
-from cassettes import ReplayUpstream, load
+from support.asgi_tools import asgi_client
+from support.cassettes import ReplayUpstream, load
 
 Clock = Callable[[], datetime]
 

@@ -7,8 +7,8 @@ import pytest
 from retention_middleware.wire import sse
 from retention_middleware.wire.sse import SSEParser
 
-from asgi_tools import random_split
-from cassettes import all_cassettes, load
+from support.asgi_tools import random_split
+from support.cassettes import all_cassettes, load
 
 MIXED = (
     b'event: response.created\ndata: {"a":1}\n\n'

@@ -18,7 +18,7 @@ from retention_middleware.store import (
     make_store,
 )
 
-from mongo_fixtures import FakeClock, content_record, response_record, wait_until
+from support.mongo_fixtures import FakeClock, content_record, response_record, wait_until
 
 OTHER = "tenant-b"
 

@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict
 
 from retention_middleware import RetentionMiddleware, SettingsError
 
-from asgi_tools import asgi_client, capture_all_logs
-from mongo_fixtures import MongoClient
-from servers import aserve
+from support.asgi_tools import asgi_client, capture_all_logs
+from support.mongo_fixtures import MongoClient
+from support.servers import aserve
 
 MIDDLEWARE = "retention_middleware.RetentionMiddleware"
 DEADLINE = 10.0

@@ -13,7 +13,7 @@ from bson.int64 import Int64
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from mongo_server_state import BackendState, CommandError, Doc, unsupported
+from .mongo_server_state import BackendState, CommandError, Doc, unsupported
 
 
 class DocumentCommands(BackendState):

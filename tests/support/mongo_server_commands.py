@@ -17,9 +17,9 @@ from typing import Any
 from mongomock import filtering
 from pymongo.errors import OperationFailure, PyMongoError
 
-from mongo_server_documents import DocumentCommands
-from mongo_server_indexes import IndexCommands
-from mongo_server_state import CommandError, Doc, unsupported, utcnow
+from .mongo_server_documents import DocumentCommands
+from .mongo_server_indexes import IndexCommands
+from .mongo_server_state import CommandError, Doc, unsupported, utcnow
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
 

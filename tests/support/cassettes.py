@@ -12,9 +12,9 @@ import yaml
 
 from retention_middleware._types import Receive, Scope, Send
 
-from asgi_tools import random_split, read_request_body, send_pieces
+from .asgi_tools import random_split, read_request_body, send_pieces
 
-CASSETTES = Path(__file__).parent / "fixtures" / "cassettes"
+CASSETTES = Path(__file__).parent.parent / "fixtures" / "cassettes"
 
 
 @dataclass

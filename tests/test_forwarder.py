@@ -26,8 +26,8 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.proxy.forwarder import UpstreamProxy
 from retention_middleware.settings import RetentionSettings, SettingsError
 
-from asgi_tools import answer_lifespan, asgi_client, run_lifespan
-from servers import aserve, serve, unused_port
+from support.asgi_tools import answer_lifespan, asgi_client, run_lifespan
+from support.servers import aserve, serve, unused_port
 
 DEADLINE = 5.0
 

@@ -14,7 +14,7 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
 
-from asgi_tools import SentMessages, asgi_client, capture_all_logs, random_split, read_request_body, send_pieces
+from support.asgi_tools import SentMessages, asgi_client, capture_all_logs, random_split, read_request_body, send_pieces
 
 USAGE = {
     "prompt_tokens": 12,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from mongo_server_state import BackendState, CommandError, Doc, unsupported, utcnow
+from .mongo_server_state import BackendState, CommandError, Doc, unsupported, utcnow
 
 
 class IndexCommands(BackendState):

@@ -30,8 +30,8 @@ import traceback
 
 import mockupdb
 
-from mongo_server_commands import CommandBackend
-from mongo_server_state import CommandError, Doc, unsupported
+from .mongo_server_commands import CommandBackend
+from .mongo_server_state import CommandError, Doc, unsupported
 
 __all__ = ["CommandBackend", "MongoTestServer"]
 

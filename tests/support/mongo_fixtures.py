@@ -24,7 +24,7 @@ from retention_middleware.settings import RetentionSettings
 from retention_middleware.store import ContentRecord, MemoryStore, MongoStore, ResponseStore, StoredResponse
 from retention_middleware.store.mongo import EventListener
 
-from mongo_server import MongoTestServer
+from .mongo_server import MongoTestServer
 
 REAL_MONGODB_ENV = "RETENTION_TEST_MONGODB_URI"
 TTL_INTERVAL = 0.2  # the test server's TTL monitor period (mongod's is 60 s)

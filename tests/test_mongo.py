@@ -16,8 +16,8 @@ from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStart
 from retention_middleware.store import StoreConfigurationError, StoreError, StoreRefused
 from retention_middleware.store.mongo_errors import translated as _translated
 
-from mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory, response_record, wait_until
-from mongo_server import MongoTestServer
+from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory, response_record, wait_until
+from support.mongo_server import MongoTestServer
 
 # The driver's own traffic, not the store's: handshakes, heartbeats and session clean-up.
 _BACKGROUND = {"hello", "ismaster", "isMaster", "ping", "endSessions", "buildInfo"}
