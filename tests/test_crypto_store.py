@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import bson
 import pytest
 
 from retention_middleware.crypto.caller_key import CallerKeys
-from retention_middleware.crypto.context import RequestKeys
-from retention_middleware.crypto.fields import SEALED, CallerKeySealer, VaultSealer
+from retention_middleware.crypto.fields import SEALED, CallerKeySealer
 from retention_middleware.crypto.keys import new_key_text, parse_master_keys
 from retention_middleware.crypto.layer import vault_backend
 from retention_middleware.crypto.store import EncryptingStore
-from retention_middleware.crypto.vault import KeyVault, VaultBackend
 from retention_middleware.store import MongoStore, ResponseStore, StoredResponse
 
+from support.crypto_tools import as_caller, master_key_store
+from support.crypto_tools import caller_key_store as support_caller_key_store
 from support.mongo_fixtures import FakeClock, MongoClient, content_record, response_record
 
 CANARY = "CANARY-the-eagle-lands-at-dawn-4417"
@@ -38,22 +36,8 @@ def canary_record(response_id: str, clock: FakeClock, *, tenant: str = "tenant-a
     )
 
 
-def master_key_store(inner: ResponseStore, keys: str, backend: VaultBackend) -> EncryptingStore:
-    vault = KeyVault(backend, parse_master_keys(keys, "test keys"))
-    return EncryptingStore(inner, VaultSealer(vault), vault)
-
-
 def caller_key_store(inner: ResponseStore) -> EncryptingStore:
-    return EncryptingStore(inner, CallerKeySealer(CallerKeys(SECRET)), None)
-
-
-@contextmanager
-def as_caller(token: str | None) -> Iterator[RequestKeys]:
-    keys = RequestKeys(None if token is None else token.encode()).bind()
-    try:
-        yield keys
-    finally:
-        keys.unbind()
+    return support_caller_key_store(inner, SECRET)
 
 
 @pytest.fixture(params=["master-key", "caller-key"])
@@ -128,7 +112,9 @@ async def test_a_ciphertext_moved_to_another_record_tenant_or_field_does_not_ope
     await store.delete("tenant-a", "resp_b")
     await _put_sealed_copy(store, held_b, response=held_a.response)
     await _put_sealed_copy(store, held_a, id="resp_moved")
-    await _put_sealed_copy(store, held_a, id="resp_fields", input_items=[held_a.response], response=held_a.input_items[0])
+    await _put_sealed_copy(
+        store, held_a, id="resp_fields", input_items=[held_a.response], response=held_a.input_items[0]
+    )
     with as_caller("sk-alice") as keys:
         assert await sealed.get("tenant-a", "resp_a") is not None
         for response_id in ("resp_b", "resp_moved", "resp_fields"):
@@ -255,4 +241,3 @@ async def test_caller_key_refuses_to_store_without_a_bearer_token(store: Respons
         await sealed.put(canary_record("resp_1", store_clock))
     assert raised.value.code == "caller_key_missing"
     assert await store.get("tenant-a", "resp_1") is None  # no half-written record
-
