@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -26,8 +27,11 @@ class CallerKeys:
 
     def __init__(self, secret: str) -> None:
         self._salt = secret.encode("utf-8")
+        # Tokens repeat across requests and HKDF costs ~15 us; the tenant resolver already keeps the
+        # same tokens in a cache of this size, so this adds no secret the process did not hold.
+        self.derive = lru_cache(maxsize=4096)(self._derive)
 
-    def derive(self, token: bytes) -> DataKey:
+    def _derive(self, token: bytes) -> DataKey:
         raw = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=self._salt, info=_INFO).derive(token)
         # The id lets an envelope under another caller's key be refused before GCM runs; it is a hash of
         # the key, so it reveals nothing a ciphertext does not.
