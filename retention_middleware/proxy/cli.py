@@ -62,6 +62,7 @@ def _parser() -> _Parser:
         prog="retention-proxy",
         description="Zero-data-retention reverse proxy for OpenAI-compatible inference servers.",
         allow_abbrev=False,
+        epilog="key commands: `retention-proxy new-key`, `retention-proxy rotate-keys` (encryption at rest)",
     )
     parser.add_argument("--host", help="address to listen on (RETENTION_HOST, default 127.0.0.1)")
     parser.add_argument("--port", help="port to listen on; 0 picks a free one (RETENTION_PORT, default 8080)")
