@@ -16,6 +16,7 @@ from typing import Any
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .completions import CompletionsHandler
+from .crypto import encryption_for, startup_line
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
@@ -74,6 +75,9 @@ class RetentionMiddleware:
         self.settings = settings
         clock = clock or _utc_now
         self.store = store if store is not None else make_store(settings, clock=clock)
+        self._encryption = encryption_for(settings)  # None when encryption at rest is off
+        if self._encryption is not None:
+            self.store = self._encryption.wrap(self.store)
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
@@ -103,6 +107,7 @@ class RetentionMiddleware:
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)
+        keys = self._encryption.bind(scope["headers"]) if self._encryption is not None else None
         failed = False
         try:
             await self._handlers.get(route, self._passthrough)(exchange)
@@ -123,6 +128,10 @@ class RetentionMiddleware:
             raise
         finally:
             exchange.finish(failed=failed)
+            if keys is not None:
+                keys.unbind()
+                if keys.decrypt_failed:
+                    record.error = "decrypt_failed"  # answered as missing; the log says why
             emit(record)
 
     async def _passthrough(self, exchange: Exchange) -> None:
@@ -150,6 +159,9 @@ class RetentionMiddleware:
         await self.app(scope, lifespan_receive, lifespan_send)
 
     async def _start_store(self) -> str | None:
+        if self.settings.policy != "zero":  # the zero policy stores nothing to encrypt
+            on = self.settings.encryption != "off" and self._encryption is not None
+            logger.log(logging.INFO if on else logging.WARNING, "%s", startup_line(self.settings))
         try:
             await self.store.start()
         except StoreConfigurationError as error:

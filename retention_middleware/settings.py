@@ -139,6 +139,12 @@ class RetentionSettings:
     content_ttl: timedelta = field(default=timedelta(days=30), metadata=_env("RETENTION_CONTENT_TTL", parse_duration))
     logged_models: frozenset[str] = field(default=frozenset(), metadata=_env("RETENTION_LOGGED_MODELS", parse_names))
     """Models whose traffic is always content-logged, and disclosed as such in ``/v1/models``."""
+    # -- encryption at rest (crypto/) --
+    encryption: str = field(default="auto", metadata=_env("RETENTION_ENCRYPTION"))
+    """``auto`` (on when a master key is set), ``off``, ``master-key`` or ``caller-key``."""
+    encryption_key: str | None = field(default=None, repr=False, metadata=_env("RETENTION_ENCRYPTION_KEY"))
+    """Master keys, base64 of 32 random bytes each, newest first: ``new,old…``."""
+    encryption_key_file: str | None = field(default=None, metadata=_env("RETENTION_ENCRYPTION_KEY_FILE"))
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
@@ -179,6 +185,9 @@ class RetentionSettings:
                 "(RETENTION_OPT_IN_TENANTS, RETENTION_ALLOW_REQUEST_OPT_IN or RETENTION_LOGGED_MODELS); "
                 "unset those or use RETENTION_POLICY=standard"
             )
+        from .crypto.modes import check_encryption_settings  # here, not at the top: crypto reads settings
+
+        check_encryption_settings(self)
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         if getattr(self, name) not in choices:
@@ -222,7 +231,7 @@ class RetentionSettings:
         view: dict[str, str] = {}
         for name in _FIELDS:
             value = getattr(self, name)
-            if name == "tenant_secret":
+            if name in ("tenant_secret", "encryption_key"):
                 text = "(set)" if value else "(unset)"
             elif name == "store":
                 text = _hide_uri_password(value)

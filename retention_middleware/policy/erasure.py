@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import orjson
 
+from ..crypto import KeyHolder
 from ..errors import OpenAIError, send_error, send_json
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry
@@ -43,7 +44,12 @@ class ErasureHandler:
         for entry in self.inflight.of_tenant(tenant):
             await entry.cancel()
         responses_deleted: int | None = None
+        keys: dict[str, int] = {}
         try:
+            if isinstance(self.store, KeyHolder):
+                # The key goes first: from then on every copy of the tenant's records, in backups too,
+                # is unreadable, even if deleting the records themselves fails part-way.
+                keys["keys_destroyed"] = await self.store.destroy_tenant_keys(tenant)
             responses_deleted = await self.store.delete_tenant(tenant)
             content_deleted = await self.store.delete_tenant_content(tenant)
         except StoreError:
@@ -55,6 +61,7 @@ class ErasureHandler:
                 "object": "retention.erasure",
                 "responses_deleted": responses_deleted,
                 "content_records_deleted": content_deleted,
+                **keys,
             }
         )
         await send_json(exchange.send, 200, body)

@@ -2,6 +2,8 @@
 
     retention-proxy --upstream http://127.0.0.1:8000 --port 8080
     retention-proxy --demo          # the built-in echo model as upstream: no GPU, no database
+    retention-proxy new-key         # a fresh master key for RETENTION_ENCRYPTION_KEY
+    retention-proxy rotate-keys     # re-wrap every data key under the newest master key
 
 Every flag has a ``RETENTION_*`` variable; a flag wins over its variable. A bad flag or setting exits
 with status 2 and a message naming it; a MongoDB store that cannot be reached at start-up exits 1.
@@ -26,6 +28,7 @@ import uvicorn
 
 from .. import __version__
 from .._types import ASGIApp
+from ..crypto.commands import COMMANDS, run_command
 from ..middleware import RetentionMiddleware
 from ..settings import RetentionSettings, SettingsError, parse_bool, parse_duration
 from ..store import make_store
@@ -59,6 +62,7 @@ def _parser() -> _Parser:
         prog="retention-proxy",
         description="Zero-data-retention reverse proxy for OpenAI-compatible inference servers.",
         allow_abbrev=False,
+        epilog="key commands: `retention-proxy new-key`, `retention-proxy rotate-keys` (encryption at rest)",
     )
     parser.add_argument("--host", help="address to listen on (RETENTION_HOST, default 127.0.0.1)")
     parser.add_argument("--port", help="port to listen on; 0 picks a free one (RETENTION_PORT, default 8080)")
@@ -168,6 +172,9 @@ def _drain_on_sigterm(server: uvicorn.Server) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in COMMANDS:  # retention-proxy new-key | rotate-keys
+        raise SystemExit(run_command(words[0], words[1:], os.environ))
     try:
         options = _options(argv, os.environ)
     except SettingsError as error:

@@ -138,6 +138,11 @@ class MongoStore:
             raise StoreError("the MongoDB store was closed")
         return self._handles
 
+    async def collection(self, name: str) -> AsyncCollection[Document]:
+        """Another collection of this store's database, on its client and write concern (the key vault's)."""
+        handles = await self._ready()
+        return handles.responses.database.get_collection(name, write_concern=handles.responses.write_concern)
+
     async def check(self) -> None:
         """Raise StoreError unless MongoDB looks writable now.
 
