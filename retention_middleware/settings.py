@@ -139,6 +139,11 @@ class RetentionSettings:
     content_ttl: timedelta = field(default=timedelta(days=30), metadata=_env("RETENTION_CONTENT_TTL", parse_duration))
     logged_models: frozenset[str] = field(default=frozenset(), metadata=_env("RETENTION_LOGGED_MODELS", parse_names))
     """Models whose traffic is always content-logged, and disclosed as such in ``/v1/models``."""
+    # -- conversations (the Conversations API) --
+    conversation_ttl: timedelta | None = field(
+        default=None, metadata=_env("RETENTION_CONVERSATION_TTL", parse_duration)
+    )
+    """How long a conversation is kept after its last item was added; unset: the response TTL."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
@@ -178,6 +183,13 @@ class RetentionSettings:
                 "policy (RETENTION_POLICY) is zero, which never keeps content, but content logging is configured "
                 "(RETENTION_OPT_IN_TENANTS, RETENTION_ALLOW_REQUEST_OPT_IN or RETENTION_LOGGED_MODELS); "
                 "unset those or use RETENTION_POLICY=standard"
+            )
+
+        if self.conversation_ttl is not None and (
+            not isinstance(self.conversation_ttl, timedelta) or self.conversation_ttl <= timedelta(0)
+        ):
+            raise SettingsError(
+                "conversation_ttl (RETENTION_CONVERSATION_TTL): must be a positive duration such as 90s, 12h or 30d"
             )
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:

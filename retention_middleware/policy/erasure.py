@@ -1,6 +1,6 @@
 """``DELETE /v1/retention/data``: a tenant erases everything held for it, with one call.
 
-Stored responses and content records of the calling tenant are deleted before the answer; requests of
+Stored responses, content records and conversations of the calling tenant are deleted before the answer; requests of
 that tenant still in flight in this process write nothing when they complete. Another tenant's data is
 untouched. If the store fails part-way, the answer says what was and was not deleted, and repeating
 the call finishes the job (deleting is idempotent).
@@ -17,13 +17,17 @@ from ..errors import OpenAIError, send_error, send_json
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry
 from ..store.base import ResponseStore, StoreError
+from ..store.conversations import ConversationStore
 from ..tenancy import ANONYMOUS
 
 
 class ErasureHandler:
-    def __init__(self, store: ResponseStore, inflight: InFlightRegistry) -> None:
+    def __init__(
+        self, store: ResponseStore, inflight: InFlightRegistry, *, conversations: ConversationStore | None = None
+    ) -> None:
         self.store = store
         self.inflight = inflight
+        self.conversations = conversations
 
     async def __call__(self, exchange: Exchange) -> None:
         tenant = exchange.record.tenant
@@ -46,6 +50,10 @@ class ErasureHandler:
         try:
             responses_deleted = await self.store.delete_tenant(tenant)
             content_deleted = await self.store.delete_tenant_content(tenant)
+            # Conversations (with their items) go too; counted separately from responses.
+            conversations_deleted = 0
+            if self.conversations is not None:
+                conversations_deleted = await self.conversations.delete_tenant(tenant)
         except StoreError:
             exchange.record.error = "erasure_incomplete"
             await self._incomplete(exchange, responses_deleted)
@@ -55,6 +63,7 @@ class ErasureHandler:
                 "object": "retention.erasure",
                 "responses_deleted": responses_deleted,
                 "content_records_deleted": content_deleted,
+                "conversations_deleted": conversations_deleted,
             }
         )
         await send_json(exchange.send, 200, body)

@@ -138,6 +138,13 @@ class MongoStore:
             raise StoreError("the MongoDB store was closed")
         return self._handles
 
+    async def collection(self, name: str) -> AsyncCollection[Document]:
+        """Another collection of this store's database, on the same client with the same write
+        concern (the conversation store keeps its own collections beside the responses)."""
+        handles = await self._ready()
+        database = handles.client.get_database(self._settings.mongo_db)
+        return database.get_collection(name, write_concern=handles.responses.write_concern)
+
     async def check(self) -> None:
         """Raise StoreError unless MongoDB looks writable now.
 

@@ -1,0 +1,514 @@
+"""The Conversations API through the official ``openai`` client, on both stores.
+
+The middleware wraps the echo model (which records every body it receives) and is driven in the
+test's event loop through an ASGI transport, so the MongoDB store's client lives in one loop. Every
+body the client receives is also checked against OpenAI's OpenAPI schemas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx2
+import openai
+import orjson
+import pytest
+from openai import AsyncOpenAI
+
+from retention_middleware import RetentionMiddleware, RetentionSettings
+from retention_middleware._types import Message, Receive, Scope, Send
+from retention_middleware.demo import EchoModel
+from retention_middleware.store.base import ResponseStore
+from retention_middleware.wire.request_body import replay
+
+from support.asgi_tools import read_request_body
+from support.mongo_fixtures import FakeClock
+from support.openapi import assert_matches_schema
+
+SECRET = "conversations-secret-0123456789"
+MODEL = "demo-echo"
+
+
+class RecordingUpstream:
+    """The echo model, remembering each JSON body; ``hold`` pauses a stream before its last event."""
+
+    def __init__(self) -> None:
+        self.echo = EchoModel(MODEL)
+        self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.hold: asyncio.Event | None = None
+        self.holding = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.echo(scope, receive, send)
+            return
+        body = await read_request_body(receive)
+        self.paths.append(scope["path"])
+        self.bodies.append(orjson.loads(body) if body else {})
+        hold = self.hold
+
+        async def held_send(message: Message) -> None:
+            if hold is not None and b"response.completed" in message.get("body", b""):
+                self.holding.set()
+                await hold.wait()
+            await send(message)
+
+        await self.echo(scope, replay(body, receive), held_send)
+
+
+App = Callable[..., RetentionMiddleware]
+
+
+@pytest.fixture
+def upstream() -> RecordingUpstream:
+    return RecordingUpstream()
+
+
+@pytest.fixture
+def make_app(upstream: RecordingUpstream, response_store: ResponseStore, clock: FakeClock) -> App:
+    def make(**overrides: Any) -> RetentionMiddleware:
+        settings = RetentionSettings(tenant_secret=SECRET, **overrides)
+        return RetentionMiddleware(upstream, settings, store=response_store, clock=clock)
+
+    return make
+
+
+Clients = Callable[..., AsyncOpenAI]
+
+
+class SchemaCheck:
+    """Wraps the middleware and checks every Conversations API answer against OpenAI's schemas."""
+
+    def __init__(self, app: RetentionMiddleware) -> None:
+        self.app = app
+        self.answers: list[tuple[str, str, int, bytes]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, chunks = 0, []
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+        self.answers.append((scope["method"], scope["path"], status, b"".join(chunks)))
+
+    def check(self) -> int:
+        checked = 0
+        for method, path, status, body in self.answers:
+            schema = _schema_of(method, path, status)
+            if schema is not None:
+                assert_matches_schema(json.loads(body), schema)
+                checked += 1
+        return checked
+
+
+def _schema_of(method: str, path: str, status: int) -> str | None:
+    parts = path.removeprefix("/v1/").split("/")
+    if parts[0] != "conversations":
+        return "ErrorResponse" if status >= 400 else None  # responses: checked by the SDK's parsing
+    if status >= 400:
+        return "ErrorResponse"
+    if len(parts) == 4:
+        return "ConversationItem" if method == "GET" else "ConversationResource"
+    if len(parts) == 3:
+        return "ConversationItemList"
+    return "DeletedConversationResource" if method == "DELETE" else "ConversationResource"
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[[RetentionMiddleware, str], AsyncOpenAI]]:
+    made: list[AsyncOpenAI] = []
+    checks: list[SchemaCheck] = []
+
+    def make(app: RetentionMiddleware, key: str = "sk-tenant-a") -> AsyncOpenAI:
+        checks.append(SchemaCheck(app))
+        transport = httpx2.ASGITransport(app=checks[-1])
+        http = httpx2.AsyncClient(transport=transport, base_url="http://testserver")
+        sdk = AsyncOpenAI(base_url="http://testserver/v1", api_key=key, max_retries=0, http_client=http)
+        made.append(sdk)
+        return sdk
+
+    yield make
+    for sdk in made:
+        await sdk.close()
+    # Every body the middleware answered on /v1/conversations, errors included, is OpenAI's shape.
+    assert sum(check.check() for check in checks) > 0
+
+
+@pytest.fixture
+def app(make_app: App) -> RetentionMiddleware:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: RetentionMiddleware, clients: Callable[[RetentionMiddleware, str], AsyncOpenAI]) -> AsyncOpenAI:
+    return clients(app, "sk-tenant-a")
+
+
+@pytest.fixture
+def other(app: RetentionMiddleware, clients: Callable[[RetentionMiddleware, str], AsyncOpenAI]) -> AsyncOpenAI:
+    return clients(app, "sk-tenant-b")
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": text}
+
+
+def text_of(item: Any) -> str:
+    """The text of an item as the SDK parsed it, or of a raw item dict sent upstream."""
+    content = item["content"] if isinstance(item, dict) else item.content
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] if isinstance(part, dict) else part.text for part in content)
+
+
+async def raw_json(client: AsyncOpenAI, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    response = await client._client.request(
+        method, f"http://testserver/v1{path}", headers={"authorization": f"Bearer {client.api_key}"}, **kwargs
+    )
+    return response.status_code, response.json()
+
+
+# -- the conversation object -------------------------------------------------------------------------
+
+
+async def test_create_with_items_and_metadata_then_retrieve_update_delete(client: AsyncOpenAI) -> None:
+    created = await client.conversations.create(
+        items=[user("first words"), user("second words")], metadata={"topic": "demo"}
+    )
+    assert created.id.startswith("conv_")
+    assert created.object == "conversation"
+    assert created.metadata == {"topic": "demo"}
+
+    retrieved = await client.conversations.retrieve(created.id)
+    assert retrieved.model_dump() == created.model_dump()
+
+    updated = await client.conversations.update(created.id, metadata={"topic": "changed", "n": "2"})
+    assert updated.metadata == {"topic": "changed", "n": "2"}
+    assert (await client.conversations.retrieve(created.id)).metadata == {"topic": "changed", "n": "2"}
+
+    items = [item async for item in client.conversations.items.list(created.id, order="asc")]
+    assert [text_of(item) for item in items] == ["first words", "second words"]
+
+    deleted = await client.conversations.delete(created.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "conversation.deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.items.list(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.delete(created.id)
+
+
+async def test_create_with_nothing_is_an_empty_conversation(client: AsyncOpenAI) -> None:
+    created = await client.conversations.create()
+    assert created.metadata == {}
+    page = await client.conversations.items.list(created.id)
+    assert page.data == [] and page.has_more is False
+
+
+# -- items ---------------------------------------------------------------------------------------
+
+
+async def test_items_create_retrieve_and_delete_one(client: AsyncOpenAI) -> None:
+    conversation = await client.conversations.create()
+    added = await client.conversations.items.create(
+        conversation.id, items=[user("kept"), {"type": "message", "role": "assistant", "content": "reply"}]
+    )
+    assert [text_of(item) for item in added.data] == ["kept", "reply"]
+    kept, reply = added.data
+    assert kept.id.startswith("msg_") and kept.id != reply.id
+
+    fetched = await client.conversations.items.retrieve(kept.id, conversation_id=conversation.id)
+    assert fetched.model_dump() == kept.model_dump()
+
+    after_delete = await client.conversations.items.delete(kept.id, conversation_id=conversation.id)
+    assert after_delete.id == conversation.id
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.conversations.items.retrieve(kept.id, conversation_id=conversation.id)
+    assert kept.id in missing.value.message
+    remaining = [item.id async for item in client.conversations.items.list(conversation.id)]
+    assert remaining == [reply.id]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_auto_pagination_over_120_items(client: AsyncOpenAI, order: str) -> None:
+    conversation = await client.conversations.create()
+    for batch in range(6):
+        await client.conversations.items.create(
+            conversation.id, items=[user(f"item {batch * 20 + n}") for n in range(20)]
+        )
+    pages = client.conversations.items.list(conversation.id, order=order, limit=7)  # type: ignore[arg-type]
+    first_page = await pages
+    assert first_page.has_more is True and len(first_page.data) == 7
+    texts = [text_of(item) async for item in pages]
+    expected = [f"item {n}" for n in range(120)]
+    assert texts == (expected if order == "asc" else expected[::-1])
+
+
+async def test_default_order_is_newest_first_and_limit_is_20(client: AsyncOpenAI) -> None:
+    conversation = await client.conversations.create(items=[user(f"n{n}") for n in range(20)])
+    await client.conversations.items.create(conversation.id, items=[user("n20")])
+    page = await client.conversations.items.list(conversation.id)
+    assert [text_of(item) for item in page.data] == [f"n{n}" for n in range(20, 0, -1)]
+    assert page.has_more is True
+
+
+# -- responses in a conversation -----------------------------------------------------------------
+
+
+async def test_three_turns_send_the_whole_history_and_append_in_order(
+    client: AsyncOpenAI, upstream: RecordingUpstream
+) -> None:
+    conversation = await client.conversations.create(items=[user("opening line")])
+    first = await client.responses.create(model=MODEL, input="red green", conversation=conversation.id)
+    second = await client.responses.create(model=MODEL, input=[user("blue")], conversation={"id": conversation.id})
+    stream = await client.responses.create(model=MODEL, input="yellow", conversation=conversation.id, stream=True)
+    third = [event async for event in stream][-1]
+    assert third.type == "response.completed"
+    assert [first.output_text, second.output_text, third.response.output_text] == ["red green", "blue", "yellow"]
+
+    sent = upstream.bodies
+    assert all(body["store"] is False and "conversation" not in body for body in sent)
+    assert [text_of(item) for item in sent[0]["input"]] == ["opening line", "red green"]
+    assert [text_of(item) for item in sent[1]["input"]] == ["opening line", "red green", "red green", "blue"]
+    assert [text_of(item) for item in sent[2]["input"]] == [
+        "opening line", "red green", "red green", "blue", "blue", "yellow",
+    ]  # fmt: skip
+
+    items = [item async for item in client.conversations.items.list(conversation.id, order="asc")]
+    assert [(item.role, text_of(item)) for item in items] == [  # type: ignore[union-attr]
+        ("user", "opening line"),
+        ("user", "red green"), ("assistant", "red green"),
+        ("user", "blue"), ("assistant", "blue"),
+        ("user", "yellow"), ("assistant", "yellow"),
+    ]  # fmt: skip
+    # The assistant items are the responses' own output items, ids included.
+    assert items[2].id == first.output[0].id and items[6].id == third.response.output[0].id
+    # Each response is also stored on its own, with only its new input.
+    stored = await client.responses.input_items.list(second.id)
+    assert [text_of(item) for item in stored.data] == ["blue"]
+
+
+async def test_store_false_still_adds_the_turn_to_the_conversation(client: AsyncOpenAI) -> None:
+    conversation = await client.conversations.create()
+    response = await client.responses.create(model=MODEL, input="not stored", conversation=conversation.id, store=False)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+    items = [text_of(item) async for item in client.conversations.items.list(conversation.id, order="asc")]
+    assert items == ["not stored", "not stored"]
+
+
+async def test_conversation_with_previous_response_id_is_a_400(
+    client: AsyncOpenAI, upstream: RecordingUpstream
+) -> None:
+    conversation = await client.conversations.create()
+    first = await client.responses.create(model=MODEL, input="one")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(
+            model=MODEL, input="two", conversation=conversation.id, previous_response_id=first.id
+        )
+    assert refused.value.param == "conversation"
+    assert len(upstream.bodies) == 1
+
+
+async def test_a_response_in_a_missing_conversation_is_a_404_and_never_reaches_the_upstream(
+    client: AsyncOpenAI, upstream: RecordingUpstream
+) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.responses.create(model=MODEL, input="hello", conversation="conv_doesnotexist")
+    assert "conv_doesnotexist" in missing.value.message
+    assert upstream.bodies == []
+
+
+async def test_a_conversation_deleted_while_a_response_streams_into_it_gets_nothing(
+    client: AsyncOpenAI, upstream: RecordingUpstream, app: RetentionMiddleware
+) -> None:
+    conversation = await client.conversations.create(items=[user("before")])
+    upstream.hold = asyncio.Event()
+
+    async def converse() -> list[Any]:
+        stream = await client.responses.create(model=MODEL, input="during", conversation=conversation.id, stream=True)
+        return [event async for event in stream]
+
+    streaming = asyncio.create_task(converse())
+    await asyncio.wait_for(upstream.holding.wait(), 10)
+    await client.conversations.delete(conversation.id)
+    upstream.hold.set()
+    events = await asyncio.wait_for(streaming, 10)
+    assert events[-1].type == "response.completed"  # the client still gets its answer
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.items.list(conversation.id)
+    assert await app.conversations.items(_tenant_a(), conversation.id) is None
+
+
+async def test_zero_policy_refuses_conversations(
+    make_app: App, clients: Callable[[RetentionMiddleware, str], AsyncOpenAI], upstream: RecordingUpstream
+) -> None:
+    client = clients(make_app(policy="zero"), "sk-tenant-a")
+    with pytest.raises(openai.BadRequestError) as endpoint:
+        await client.conversations.create(items=[user("keep me")])
+    assert endpoint.value.code == "unsupported_endpoint"
+    with pytest.raises(openai.BadRequestError) as parameter:
+        await client.responses.create(model=MODEL, input="hi", conversation="conv_abc")
+    assert (parameter.value.param, parameter.value.code) == ("conversation", "unsupported_parameter")
+    assert upstream.bodies == []
+
+
+# -- tenants, retention, erasure -----------------------------------------------------------------
+
+
+def _tenant_a() -> str:
+    from retention_middleware.tenancy import TenantResolver
+
+    return TenantResolver(SECRET, None).tenant_of([(b"authorization", b"Bearer sk-tenant-a")])
+
+
+async def test_another_tenants_conversation_is_the_same_404_as_a_missing_one(
+    client: AsyncOpenAI, other: AsyncOpenAI, upstream: RecordingUpstream
+) -> None:
+    conversation = await client.conversations.create(items=[user("private")])
+    item_id = (await client.conversations.items.list(conversation.id)).data[0].id
+    attempts = [
+        ("GET", f"/conversations/{conversation.id}", None),
+        ("POST", f"/conversations/{conversation.id}", {"metadata": {"x": "y"}}),
+        ("DELETE", f"/conversations/{conversation.id}", None),
+        ("GET", f"/conversations/{conversation.id}/items", None),
+        ("POST", f"/conversations/{conversation.id}/items", {"items": [user("intrusion")]}),
+        ("GET", f"/conversations/{conversation.id}/items/{item_id}", None),
+        ("DELETE", f"/conversations/{conversation.id}/items/{item_id}", None),
+    ]
+    for method, path, body in attempts:
+        theirs = await raw_json(other, method, path, json=body)
+        missing = await raw_json(other, method, path.replace(conversation.id, "conv_missing"), json=body)
+        assert theirs[0] == 404, (method, path)
+        assert json.dumps(theirs[1]).replace(conversation.id, "X") == json.dumps(missing[1]).replace(
+            "conv_missing", "X"
+        )
+    with pytest.raises(openai.NotFoundError):
+        await other.responses.create(model=MODEL, input="peek", conversation=conversation.id)
+    assert upstream.bodies == []
+    items = [text_of(item) async for item in client.conversations.items.list(conversation.id)]
+    assert items == ["private"]  # untouched by the other tenant
+
+
+async def test_a_conversation_expires_a_ttl_after_its_last_item(
+    make_app: App, clients: Callable[[RetentionMiddleware, str], AsyncOpenAI], clock: FakeClock
+) -> None:
+    client = clients(make_app(ttl=timedelta(days=30), conversation_ttl=timedelta(hours=1)), "sk-tenant-a")
+    conversation = await client.conversations.create(items=[user("short-lived")])
+    clock.advance(timedelta(minutes=50))
+    await client.conversations.items.create(conversation.id, items=[user("renewed")])
+    clock.advance(timedelta(minutes=50))  # 100 minutes after creation, 50 after the last item
+    assert len((await client.conversations.items.list(conversation.id)).data) == 2
+    await client.conversations.update(conversation.id, metadata={"a": "b"})  # not an item: no renewal
+    clock.advance(timedelta(minutes=11))
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.retrieve(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model=MODEL, input="too late", conversation=conversation.id)
+
+
+async def test_the_conversation_ttl_defaults_to_the_response_ttl(
+    make_app: App, clients: Callable[[RetentionMiddleware, str], AsyncOpenAI], clock: FakeClock
+) -> None:
+    client = clients(make_app(ttl=timedelta(hours=2)), "sk-tenant-a")
+    conversation = await client.conversations.create()
+    clock.advance(timedelta(hours=1, minutes=59))
+    await client.conversations.retrieve(conversation.id)
+    clock.advance(timedelta(minutes=2))
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.retrieve(conversation.id)
+
+
+async def test_erasure_counts_and_removes_conversations(
+    client: AsyncOpenAI, other: AsyncOpenAI, app: RetentionMiddleware
+) -> None:
+    mine = [await client.conversations.create(items=[user(f"mine {n}")]) for n in range(3)]
+    theirs = await other.conversations.create(items=[user("theirs")])
+    status, erased = await raw_json(client, "DELETE", "/retention/data")
+    assert status == 200
+    assert erased["conversations_deleted"] == 3
+    for conversation in mine:
+        with pytest.raises(openai.NotFoundError):
+            await client.conversations.retrieve(conversation.id)
+        assert await app.conversations.items(_tenant_a(), conversation.id) is None
+    assert len((await other.conversations.items.list(theirs.id)).data) == 1
+    _, again = await raw_json(client, "DELETE", "/retention/data")
+    assert again["conversations_deleted"] == 0
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+BAD_REQUESTS = [
+    ("POST", "/conversations", {"items": "not a list"}, "items"),
+    ("POST", "/conversations", {"items": [user(f"{n}") for n in range(21)]}, "items"),
+    ("POST", "/conversations", {"items": ["a string"]}, "items[0]"),
+    ("POST", "/conversations", {"items": [{"content": "no type or role"}]}, "items[0].type"),
+    ("POST", "/conversations", {"items": [{"type": "message", "role": "user", "content": "x", "id": {"$ne": None}}]}, "items[0].id"),
+    ("POST", "/conversations", {"metadata": "text"}, "metadata"),
+    ("POST", "/conversations", {"metadata": {str(n): "v" for n in range(17)}}, "metadata"),
+    ("POST", "/conversations", {"metadata": {"k": 1}}, "metadata"),
+    ("POST", "/conversations/{id}", {}, "metadata"),
+    ("POST", "/conversations/{id}/items", {}, "items"),
+    ("GET", "/conversations/{id}/items?limit=0", None, "limit"),
+    ("GET", "/conversations/{id}/items?limit=101", None, "limit"),
+    ("GET", "/conversations/{id}/items?order=sideways", None, "order"),
+    ("GET", "/conversations/{id}/items?after=%7B%22%24ne%22%3A1%7D", None, "after"),
+    ("GET", "/conversations/{id}/items?after=msg_notthere", None, "after"),
+    ("GET", "/conversations/{id}/items?include=everything", None, "include"),
+    ("GET", "/conversations/bad$id", None, "conversation_id"),
+    ("GET", "/conversations/{id}/items/bad$id", None, "item_id"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "body", "param"), BAD_REQUESTS)
+async def test_bad_parameters_are_400_naming_the_param(
+    client: AsyncOpenAI, method: str, path: str, body: Any, param: str
+) -> None:
+    conversation = await client.conversations.create(items=[user("unharmed")])
+    status, answer = await raw_json(client, method, path.replace("{id}", conversation.id), json=body)
+    assert status == 400, answer
+    assert answer["error"]["param"] == param
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert_matches_schema(answer, "ErrorResponse")
+    # Nothing changed.
+    items = [text_of(item) async for item in client.conversations.items.list(conversation.id)]
+    assert items == ["unharmed"]
+    assert (await client.conversations.retrieve(conversation.id)).metadata == {}
+
+
+async def test_bad_conversation_parameter_on_responses_is_a_400(
+    client: AsyncOpenAI, upstream: RecordingUpstream
+) -> None:
+    for value, param in [
+        ({"$ne": None}, "conversation.id"),
+        ("bad$id", "conversation"),
+        (5, "conversation"),
+        ({"id": 5}, "conversation.id"),
+        ({"name": "x"}, "conversation.id"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model=MODEL, input="x", conversation=value)  # type: ignore[arg-type]
+        assert refused.value.param == param
+    assert upstream.bodies == []
+
+
+async def test_malformed_json_is_a_400_and_unknown_methods_are_405(client: AsyncOpenAI) -> None:
+    response = await client._client.post(
+        "http://testserver/v1/conversations", content=b"{not json", headers={"authorization": "Bearer sk-tenant-a"}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    status, answer = await raw_json(client, "PUT", "/conversations")
+    assert status == 405 and answer["error"]["code"] == "method_not_allowed"
