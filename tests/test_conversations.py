@@ -456,7 +456,7 @@ BAD_REQUESTS = [
     ("POST", "/conversations", {"items": [user(f"{n}") for n in range(21)]}, "items"),
     ("POST", "/conversations", {"items": ["a string"]}, "items[0]"),
     ("POST", "/conversations", {"items": [{"content": "no type or role"}]}, "items[0].type"),
-    ("POST", "/conversations", {"items": [{"type": "message", "role": "user", "content": "x", "id": {"$ne": None}}]}, "items[0].id"),
+    ("POST", "/conversations", {"items": [{**user("x"), "id": {"$ne": None}}]}, "items[0].id"),
     ("POST", "/conversations", {"metadata": "text"}, "metadata"),
     ("POST", "/conversations", {"metadata": {str(n): "v" for n in range(17)}}, "metadata"),
     ("POST", "/conversations", {"metadata": {"k": 1}}, "metadata"),

@@ -47,6 +47,7 @@ class ErasureHandler:
         for entry in self.inflight.of_tenant(tenant):
             await entry.cancel()
         responses_deleted: int | None = None
+        content_deleted: int | None = None
         try:
             responses_deleted = await self.store.delete_tenant(tenant)
             content_deleted = await self.store.delete_tenant_content(tenant)
@@ -56,7 +57,7 @@ class ErasureHandler:
                 conversations_deleted = await self.conversations.delete_tenant(tenant)
         except StoreError:
             exchange.record.error = "erasure_incomplete"
-            await self._incomplete(exchange, responses_deleted)
+            await self._incomplete(exchange, responses_deleted, content_deleted)
             return
         body = orjson.dumps(
             {
@@ -69,9 +70,14 @@ class ErasureHandler:
         await send_json(exchange.send, 200, body)
 
     @staticmethod
-    async def _incomplete(exchange: Exchange, responses_deleted: int | None) -> None:
+    async def _incomplete(exchange: Exchange, responses_deleted: int | None, content_deleted: int | None) -> None:
         if responses_deleted is None:
             done = "Nothing was deleted"
+        elif content_deleted is not None:
+            done = (
+                f"{responses_deleted} stored responses and {content_deleted} content records were deleted "
+                "but conversations were not"
+            )
         else:
             done = f"{responses_deleted} stored responses were deleted but content records were not"
         message = f"Erasure incomplete: {done} (the store is unavailable). Repeat the request to finish."
@@ -80,7 +86,8 @@ class ErasureHandler:
                 "error": {"message": message, "type": "server_error", "param": None, "code": "erasure_incomplete"},
                 "object": "retention.erasure",
                 "responses_deleted": responses_deleted,
-                "content_records_deleted": None,
+                "content_records_deleted": content_deleted,
+                "conversations_deleted": None,
             }
         )
         await send_json(exchange.send, 503, body)
