@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -25,8 +26,9 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.store.base import ResponseStore
 from retention_middleware.wire.request_body import replay
 
-from support.asgi_tools import read_request_body
-from support.mongo_fixtures import FakeClock
+from support.asgi_tools import capture_all_logs, read_request_body
+from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
+from support.mongo_server import MongoTestServer
 from support.openapi import assert_matches_schema
 
 SECRET = "conversations-secret-0123456789"
@@ -41,6 +43,7 @@ class RecordingUpstream:
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.hold: asyncio.Event | None = None
+        self.log_bodies = False
         self.holding = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,6 +53,8 @@ class RecordingUpstream:
         body = await read_request_body(receive)
         self.paths.append(scope["path"])
         self.bodies.append(orjson.loads(body) if body else {})
+        if self.log_bodies:  # as a server logging its requests does (vLLM's --enable-log-requests)
+            logging.getLogger("upstream.server").info("received %s", body.decode())
         hold = self.hold
 
         async def held_send(message: Message) -> None:
@@ -512,3 +517,71 @@ async def test_malformed_json_is_a_400_and_unknown_methods_are_405(client: Async
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     status, answer = await raw_json(client, "PUT", "/conversations")
     assert status == 405 and answer["error"]["code"] == "method_not_allowed"
+
+
+# -- store failures and logs -------------------------------------------------------------------
+
+
+async def test_a_turn_that_cannot_join_its_conversation_is_not_stored_either(
+    make_mongo_store: MongoStoreFactory,
+    mongo_client: MongoClient,
+    clock: FakeClock,
+    upstream: RecordingUpstream,
+    clients: Callable[[RetentionMiddleware, str], AsyncOpenAI],
+) -> None:
+    store = make_mongo_store(mongo_timeout=timedelta(milliseconds=500))
+    app = RetentionMiddleware(upstream, RetentionSettings(tenant_secret=SECRET), store=store, clock=clock)
+    client = clients(app, "sk-tenant-a")
+    conversation = await client.conversations.create(items=[user("before")])
+    # Adding the turn starts with a findAndModify of the conversation; make exactly that one fail.
+    await mongo_client.admin.command(
+        {
+            "configureFailPoint": "failCommand",
+            "mode": {"times": 1},
+            "data": {"failCommands": ["findAndModify"], "errorCode": 2},
+        }
+    )
+    with capture_all_logs() as logs:
+        response = await client.responses.create(model=MODEL, input="lost turn", conversation=conversation.id)
+    assert response.output_text == "lost turn"  # served all the same (RETENTION_STORE_FAILURE=serve)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)  # all or nothing: the response went too
+    assert [text_of(item) async for item in client.conversations.items.list(conversation.id)] == ["before"]
+    access = [json.loads(line) for line in logs.access_lines() if '"/v1/responses"' in line]
+    assert access[-1]["stored"] is False and access[-1]["error"] == "store_unavailable"
+
+
+async def test_a_database_that_is_down_answers_503_not_500(
+    make_mongo_store: MongoStoreFactory,
+    mongo_server: MongoTestServer,
+    clock: FakeClock,
+    upstream: RecordingUpstream,
+    clients: Callable[[RetentionMiddleware, str], AsyncOpenAI],
+) -> None:
+    store = make_mongo_store(mongo_timeout=timedelta(milliseconds=300))
+    app = RetentionMiddleware(upstream, RetentionSettings(tenant_secret=SECRET), store=store, clock=clock)
+    client = clients(app, "sk-tenant-a")
+    conversation = await client.conversations.create()
+    mongo_server.stop()
+    for call in (
+        client.conversations.retrieve(conversation.id),
+        client.conversations.items.create(conversation.id, items=[user("x")]),
+        client.responses.create(model=MODEL, input="x", conversation=conversation.id),
+    ):
+        with pytest.raises(openai.InternalServerError) as failed:
+            await call
+        assert failed.value.status_code == 503 and failed.value.code == "store_unavailable"
+    assert upstream.bodies == []  # the history could not be read, so nothing went upstream
+
+
+async def test_conversation_content_never_reaches_a_log(client: AsyncOpenAI, upstream: RecordingUpstream) -> None:
+    canary = "canary-conversation-7f3a9c"
+    upstream.log_bodies = True
+    with capture_all_logs() as logs:
+        conversation = await client.conversations.create(items=[user(canary)], metadata={"note": canary})
+        await client.conversations.items.create(conversation.id, items=[user(f"{canary} again")])
+        await client.responses.create(model=MODEL, input="next", conversation=conversation.id)
+        [item async for item in client.conversations.items.list(conversation.id)]
+    assert canary in json.dumps(upstream.bodies[-1])  # the history really went upstream
+    assert "upstream.server" in logs.text() and "[redacted]" in logs.text()  # it was logged, guarded
+    assert logs.access_lines() and canary not in logs.text()
