@@ -26,7 +26,8 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.store.base import ResponseStore
 from retention_middleware.wire.request_body import replay
 
-from support.asgi_tools import capture_all_logs, read_request_body
+from support.asgi_tools import asgi_client, capture_all_logs, read_request_body
+from support.cassettes import ReplayUpstream, load
 from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
 from support.mongo_server import MongoTestServer
 from support.openapi import assert_matches_schema
@@ -585,3 +586,51 @@ async def test_conversation_content_never_reaches_a_log(client: AsyncOpenAI, ups
     assert canary in json.dumps(upstream.bodies[-1])  # the history really went upstream
     assert "upstream.server" in logs.text() and "[redacted]" in logs.text()  # it was logged, guarded
     assert logs.access_lines() and canary not in logs.text()
+
+
+# -- against OpenAI's own traffic ----------------------------------------------------------------
+
+
+def shape(value: Any) -> Any:
+    """A JSON value with every scalar replaced by its type: what must match OpenAI's answers."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value).__name__
+
+
+async def test_openais_recorded_conversation_gets_the_same_answers(
+    response_store: ResponseStore, clock: FakeClock
+) -> None:
+    # Recorded against api.openai.com: create, a streamed turn, items.create, a second turn, items.list.
+    turns = load("conversations-continuation-stream-openai.yaml")
+    upstream = ReplayUpstream([turn for turn in turns if turn.path == "/v1/responses"])
+    app = RetentionMiddleware(upstream, RetentionSettings(), store=response_store, clock=clock)
+    recorded_id = turns[0].response_json["id"]
+    ours: dict[str, Any] = {}
+    async with asgi_client(app) as http:
+        for turn in turns:
+            conversation_id = ours.get("t1", {}).get("id", recorded_id)
+            body = json.loads(json.dumps(turn.request_body).replace(recorded_id, conversation_id))
+            response = await http.request(
+                turn.method, turn.path.replace(recorded_id, conversation_id), params=turn.query,
+                json=body if turn.method != "GET" else None,
+            )  # fmt: skip
+            assert response.status_code == turn.status, turn.name
+            if turn.is_sse:
+                assert response.content == turn.response_bytes  # the upstream's stream, untouched
+                continue
+            ours[turn.name] = response.json()
+            assert shape(ours[turn.name]) == shape(turn.response_json), turn.name
+    listed, recorded = ours["t5"]["data"], turns[4].response_json["data"]
+    assert [text_of(item) for item in listed] == [text_of(item) for item in recorded]
+    assert [item["role"] for item in listed] == [item["role"] for item in recorded]
+    # The assistant items are the upstream's output items, ids and all.
+    assert [item["id"] for item in listed if item["role"] == "assistant"] == [
+        item["id"] for item in recorded if item["role"] == "assistant"
+    ]
+    # The second turn reached the upstream with the whole conversation before it, and no conversation.
+    second = orjson.loads(upstream.received[1])
+    assert "conversation" not in second and second["store"] is False
+    assert [text_of(item) for item in second["input"]] == [text_of(item) for item in recorded[:4]]
