@@ -47,6 +47,18 @@ async def test_pages_follow_positions_with_gaps_left_by_deleted_items(conversati
         await conversations.page("t", "conv_1", after="msg_m4", limit=3, order="asc")  # deleted: no cursor
 
 
+async def test_two_items_with_one_id_are_found_oldest_first(conversations: ConversationStore) -> None:
+    await conversations.create("t", "conv_1", {}, [message("older", "msg_dup"), message("between")])
+    await conversations.append("t", "conv_1", [message("newer", "msg_dup")])
+    found = await conversations.get_item("t", "conv_1", "msg_dup")
+    assert found is not None and found.item["content"] == "older"
+    page = await conversations.page("t", "conv_1", after="msg_dup", limit=5, order="asc")
+    assert page is not None and [item.item["content"] for item in page.items] == ["between", "newer"]
+    assert await conversations.delete_item("t", "conv_1", "msg_dup") is not None
+    found = await conversations.get_item("t", "conv_1", "msg_dup")
+    assert found is not None and found.item["content"] == "newer"
+
+
 async def test_append_adds_at_the_end_and_restarts_the_expiry(
     conversations: ConversationStore, store_clock: FakeClock
 ) -> None:

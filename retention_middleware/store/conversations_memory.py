@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ class _Kept:
     conversation: Conversation
     positions: list[int] = field(default_factory=list)
     blobs: dict[int, tuple[str, bytes]] = field(default_factory=dict)
-    by_id: dict[str, int] = field(default_factory=dict)
+    by_id: dict[str, list[int]] = field(default_factory=dict)
+    """Positions of each item id, oldest first: a client may add two items with one id, and then
+    (as in MongoDB) lookups find the older one first."""
     next_position: int = 0
     size: int = 0
 
@@ -122,7 +125,7 @@ class ConversationMemoryStore:
             kept.next_position += 1
             kept.positions.append(position)
             kept.blobs[position] = (item_id, blob)
-            kept.by_id.setdefault(item_id, position)
+            kept.by_id.setdefault(item_id, []).append(position)
             added.append(StoredItem(item_id, position, orjson.loads(blob)))
         return added
 
@@ -157,7 +160,7 @@ class ConversationMemoryStore:
         self._charge(new)
         self._budget.refund(old)
         kept.size += new - old
-        kept.conversation = Conversation(**{**kept.conversation.__dict__, "metadata": dict(metadata)})
+        kept.conversation = dataclasses.replace(kept.conversation, metadata=dict(metadata))
         return kept.conversation
 
     async def delete(self, tenant: str, conversation_id: str) -> bool:
@@ -175,7 +178,7 @@ class ConversationMemoryStore:
             return None
         added = self._add(kept, items)
         if items:
-            kept.conversation = Conversation(**{**kept.conversation.__dict__, "expires_at": self._now() + self.ttl})
+            kept.conversation = dataclasses.replace(kept.conversation, expires_at=self._now() + self.ttl)
         return added
 
     async def items(self, tenant: str, conversation_id: str) -> list[Item] | None:
@@ -194,9 +197,9 @@ class ConversationMemoryStore:
         if after is None:
             chosen = positions[: limit + 1] if order == "asc" else positions[::-1][: limit + 1]
         else:
-            cursor = kept.by_id.get(after)
-            if cursor is None or cursor not in kept.blobs:
+            if after not in kept.by_id:
                 raise CursorNotFound(after)
+            cursor = kept.by_id[after][0]
             if order == "asc":
                 start = bisect.bisect_right(positions, cursor)
                 chosen = positions[start : start + limit + 1]
@@ -209,13 +212,16 @@ class ConversationMemoryStore:
         kept = self._live(tenant, conversation_id)
         if kept is None or item_id not in kept.by_id:
             return None
-        return kept.item(kept.by_id[item_id])
+        return kept.item(kept.by_id[item_id][0])
 
     async def delete_item(self, tenant: str, conversation_id: str, item_id: str) -> Conversation | None:
         kept = self._live(tenant, conversation_id)
         if kept is None or item_id not in kept.by_id:
             return None
-        position = kept.by_id.pop(item_id)
+        positions = kept.by_id[item_id]
+        position = positions.pop(0)
+        if not positions:
+            del kept.by_id[item_id]
         size = len(kept.blobs.pop(position)[1])
         kept.positions.remove(position)
         kept.size -= size

@@ -224,7 +224,9 @@ class ConversationMongoStore:
         with translated("read a conversation's items"):
             if after is not None:
                 _strings(after)
-                cursor_doc = await item_collection.find_one({**query, "item_id": after}, projection={"position": 1})
+                cursor_doc = await item_collection.find_one(
+                    {**query, "item_id": after}, projection={"position": 1}, sort=[("position", ASCENDING)]
+                )
                 if cursor_doc is None:
                     raise CursorNotFound(after)
                 query["position"] = {"$gt" if order == "asc" else "$lt": cursor_doc["position"]}
