@@ -3,6 +3,7 @@ MongoDB really holds (named indexes, one document per item, pages read as index 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +16,7 @@ from retention_middleware.store import MemoryStore, ResponseStore, StoreConfigur
 from retention_middleware.store.conversations import ConversationStore, CursorNotFound
 from retention_middleware.store.conversations_factory import make_conversation_store
 from retention_middleware.store.conversations_memory import ConversationMemoryStore
+from retention_middleware.store.conversations_mongo import ConversationMongoStore
 
 from support.asgi_tools import run_lifespan
 from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory, wait_until
@@ -222,3 +224,34 @@ async def test_the_ttl_monitor_reclaims_expired_conversations_and_items(
         return remaining + await database.conversation_items.count_documents({}) == 0
 
     await wait_until(reclaimed)
+
+
+class DeletedDuringInsert:
+    """The item collection, with the conversation deleted by another replica just before an insert."""
+
+    def __init__(self, inner: Any, delete: Callable[[], Awaitable[bool]]) -> None:
+        self.inner, self.delete = inner, delete
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def insert_many(self, documents: Any, *args: Any, **kwargs: Any) -> Any:
+        assert await self.delete() is True
+        return await self.inner.insert_many(documents, *args, **kwargs)
+
+
+async def test_a_conversation_deleted_by_another_replica_mid_append_keeps_no_items(
+    make_mongo_store: MongoStoreFactory, mongo_client: MongoClient, mongo_db_name: str, store_clock: FakeClock
+) -> None:
+    settings = RetentionSettings(ttl=TTL)
+    other_replica = ConversationMongoStore(make_mongo_store(), TTL, clock=store_clock)
+
+    class Racing(ConversationMongoStore):
+        async def _collections(self) -> Any:
+            conversations, items = await super()._collections()
+            return conversations, DeletedDuringInsert(items, lambda: other_replica.delete("t", "conv_1"))
+
+    racing = Racing(make_mongo_store(), settings.ttl, clock=store_clock)
+    await other_replica.create("t", "conv_1", {}, [message("first")])
+    assert await racing.append("t", "conv_1", [message("late one"), message("late two")]) is None
+    assert await mongo_client[mongo_db_name].conversation_items.count_documents({}) == 0
