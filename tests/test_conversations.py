@@ -23,6 +23,7 @@ from openai import AsyncOpenAI
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Message, Receive, Scope, Send
 from retention_middleware.demo import EchoModel
+from retention_middleware.store import MemoryStore
 from retention_middleware.store.base import ResponseStore
 from retention_middleware.wire.request_body import replay
 
@@ -573,6 +574,22 @@ async def test_a_database_that_is_down_answers_503_not_500(
             await call
         assert failed.value.status_code == 503 and failed.value.code == "store_unavailable"
     assert upstream.bodies == []  # the history could not be read, so nothing went upstream
+
+
+async def test_a_full_memory_store_refuses_new_items_whole(
+    clock: FakeClock, upstream: RecordingUpstream, clients: Callable[[RetentionMiddleware, str], AsyncOpenAI]
+) -> None:
+    store = MemoryStore(8192, clock=clock)
+    app = RetentionMiddleware(upstream, RetentionSettings(tenant_secret=SECRET), store=store, clock=clock)
+    client = clients(app, "sk-tenant-a")
+    conversation = await client.conversations.create(items=[user("small")])
+    used = store.used_bytes
+    with pytest.raises(openai.InternalServerError) as full:
+        await client.conversations.items.create(conversation.id, items=[user("x" * 500) for _ in range(20)])
+    assert full.value.status_code == 503 and full.value.code == "store_full"
+    assert store.used_bytes == used
+    assert [text_of(item) async for item in client.conversations.items.list(conversation.id)] == ["small"]
+    await store.close()
 
 
 async def test_conversation_content_never_reaches_a_log(client: AsyncOpenAI, upstream: RecordingUpstream) -> None:

@@ -18,7 +18,7 @@ from ..exchange import Exchange
 from ..responses.ids import checked_id
 from ..responses.rehydrate import store_unavailable
 from ..settings import RetentionSettings
-from ..store.base import StoreError
+from ..store.base import StoreError, StoreFull
 from ..store.conversations import Conversation, ConversationStore, CursorNotFound, StoredItem
 from ..wire.request_body import ClientGone, read_body
 from .items import check_include, checked_metadata, not_found, page_parameters, stored_items, zero_refusal
@@ -73,6 +73,13 @@ class ConversationsHandler:
         except OpenAIError as error:
             exchange.record.error = error.code
             await send_error(exchange.send, error)
+        except StoreFull as error:
+            # Retrying soon will not help (live records are never evicted): say what is wrong.
+            exchange.record.error = error.code
+            full = OpenAIError(
+                503, "The store has no room for more conversation data.", type="server_error", code=error.code
+            )
+            await send_error(exchange.send, full)
         except StoreError as error:
             exchange.record.error = error.code
             await send_error(exchange.send, store_unavailable())
