@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from support.cassettes import ReplayUpstream, load
 from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
 from support.mongo_server import MongoTestServer
 from support.openapi import assert_matches_schema
+from support.servers import aserve
 
 SECRET = "conversations-secret-0123456789"
 MODEL = "demo-echo"
@@ -45,6 +47,7 @@ class RecordingUpstream:
         self.bodies: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.hold: asyncio.Event | None = None
+        self.thread_hold: threading.Event | None = None  # the same, for an upstream in uvicorn's thread
         self.log_bodies = False
         self.holding = asyncio.Event()
 
@@ -60,9 +63,12 @@ class RecordingUpstream:
         hold = self.hold
 
         async def held_send(message: Message) -> None:
-            if hold is not None and b"response.completed" in message.get("body", b""):
-                self.holding.set()
-                await hold.wait()
+            if b"response.completed" in message.get("body", b""):
+                if hold is not None:
+                    self.holding.set()
+                    await hold.wait()
+                if self.thread_hold is not None:
+                    await asyncio.to_thread(self.thread_hold.wait, 10)
             await send(message)
 
         await self.echo(scope, replay(body, receive), held_send)
@@ -357,6 +363,27 @@ async def test_a_conversation_deleted_while_a_response_streams_into_it_gets_noth
     with pytest.raises(openai.NotFoundError):
         await client.conversations.items.list(conversation.id)
     assert await app.conversations.items(_tenant_a(), conversation.id) is None
+
+
+async def test_a_response_deleted_while_it_streams_is_not_added_to_its_conversation(
+    upstream: RecordingUpstream,
+) -> None:
+    upstream.thread_hold = threading.Event()
+    app = RetentionMiddleware(upstream, RetentionSettings())  # the memory store, in uvicorn's loop
+    async with (
+        aserve(app, lifespan="on") as url,
+        AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-a", max_retries=0) as sdk,
+    ):
+        conversation = await sdk.conversations.create(items=[user("before")])
+        stream = await sdk.responses.create(model=MODEL, input="during", conversation=conversation.id, stream=True)
+        async for event in stream:
+            if event.type == "response.created":
+                deleted = await sdk.responses.delete(event.response.id)
+                break
+        upstream.thread_hold.set()
+        rest = [event.type async for event in stream]
+        assert rest[-1] == "response.completed" and deleted is None
+        assert [text_of(item) async for item in sdk.conversations.items.list(conversation.id)] == ["before"]
 
 
 async def test_zero_policy_refuses_conversations(
