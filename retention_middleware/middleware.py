@@ -16,6 +16,7 @@ from typing import Any
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .completions import CompletionsHandler
+from .conversations import ConversationsHandler
 from .crypto import encryption_for, startup_line
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
@@ -29,6 +30,7 @@ from .routes import Route, classify
 from .settings import RetentionSettings
 from .store import make_store
 from .store.base import ResponseStore, StoreConfigurationError, StoreError
+from .store.conversations_factory import make_conversation_store
 from .tenancy import TenantResolver
 
 logger = logging.getLogger("retention_middleware")
@@ -75,9 +77,11 @@ class RetentionMiddleware:
         self.settings = settings
         clock = clock or _utc_now
         self.store = store if store is not None else make_store(settings, clock=clock)
+        raw_store = self.store
         self._encryption = encryption_for(settings)  # None when encryption at rest is off
         if self._encryption is not None:
             self.store = self._encryption.wrap(self.store)
+        self.conversations = make_conversation_store(raw_store, settings, clock=clock)
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
@@ -87,12 +91,15 @@ class RetentionMiddleware:
             Route.CHAT: completions,
             Route.COMPLETIONS: completions,
             Route.EMBEDDINGS: completions,
-            Route.RESPONSES_CREATE: CreateResponseHandler(app, settings, self.store, inflight, self.content_log, clock),
+            Route.RESPONSES_CREATE: CreateResponseHandler(
+                app, settings, self.store, inflight, self.content_log, clock, conversations=self.conversations
+            ),
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
             Route.MODELS: ModelsDisclosureHandler(app, settings),
-            Route.RETENTION_ERASE: ErasureHandler(self.store, inflight),
+            Route.RETENTION_ERASE: ErasureHandler(self.store, inflight, conversations=self.conversations),
+            Route.CONVERSATIONS: ConversationsHandler(self.conversations, settings),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,6 +160,7 @@ class RetentionMiddleware:
             if message["type"] == "lifespan.startup.complete" and startup_failure is not None:
                 message = {"type": "lifespan.startup.failed", "message": startup_failure}
             elif message["type"] == "lifespan.shutdown.complete":
+                await self.conversations.close()
                 await self.store.close()
             await send(message)
 
@@ -164,6 +172,7 @@ class RetentionMiddleware:
             logger.log(logging.INFO if on else logging.WARNING, "%s", startup_line(self.settings))
         try:
             await self.store.start()
+            await self.conversations.start()
         except StoreConfigurationError as error:
             logger.error("retention store misconfigured: %s", error)
             return str(error)

@@ -20,6 +20,7 @@ class Route(enum.Enum):
     RESPONSES_INPUT_ITEMS = "responses.input_items"
     MODELS = "models"
     RETENTION_ERASE = "retention.erase"
+    CONVERSATIONS = "conversations"
     OTHER = "other"
 
 
@@ -35,6 +36,7 @@ _EXACT[("DELETE", "/v1/retention/data")] = Route.RETENTION_ERASE
 # The id segment is taken as it stands; its syntax is checked by the handler, which can answer with
 # a proper 400 rather than a silent pass-through.
 _RESPONSE_ITEM = re.compile(r"^(?:/v1)?/responses/([^/]+)(/input_items)?/?$")
+_CONVERSATIONS = re.compile(r"^(?:/v1)?/conversations(?:/.*)?$")
 # Model ids may hold slashes ("Qwen/Qwen3-4B").
 _MODEL_ITEM = re.compile(r"^(?:/v1)?/models/.+$")
 
@@ -48,6 +50,9 @@ def classify(method: str, path: str) -> tuple[Route, str | None]:
         return route, None
     if method == "GET" and "/models/" in path and _MODEL_ITEM.match(path):
         return Route.MODELS, None
+    if "conversations" in path and _CONVERSATIONS.match(path):
+        # Every method and sub-path: a conversation is kept data and must never reach the upstream.
+        return Route.CONVERSATIONS, None
     if "/responses/" in path:
         match = _RESPONSE_ITEM.match(path)
         if match:

@@ -145,6 +145,11 @@ class RetentionSettings:
     encryption_key: str | None = field(default=None, repr=False, metadata=_env("RETENTION_ENCRYPTION_KEY"))
     """Master keys, base64 of 32 random bytes each, newest first: ``new,old…``."""
     encryption_key_file: str | None = field(default=None, metadata=_env("RETENTION_ENCRYPTION_KEY_FILE"))
+    # -- conversations (the Conversations API) --
+    conversation_ttl: timedelta | None = field(
+        default=None, metadata=_env("RETENTION_CONVERSATION_TTL", parse_duration)
+    )
+    """How long a conversation is kept after its last item was added; unset: the response TTL."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
@@ -188,6 +193,13 @@ class RetentionSettings:
         from .crypto.modes import check_encryption_settings  # here, not at the top: crypto reads settings
 
         check_encryption_settings(self)
+
+        if self.conversation_ttl is not None and (
+            not isinstance(self.conversation_ttl, timedelta) or self.conversation_ttl <= timedelta(0)
+        ):
+            raise SettingsError(
+                "conversation_ttl (RETENTION_CONVERSATION_TTL): must be a positive duration such as 90s, 12h or 30d"
+            )
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         if getattr(self, name) not in choices:

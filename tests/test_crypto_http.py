@@ -100,6 +100,7 @@ async def test_erasure_destroys_the_key_and_a_backup_copy_no_longer_decrypts(
             "object": "retention.erasure",
             "responses_deleted": 1,
             "content_records_deleted": 0,
+            "conversations_deleted": 0,
             "keys_destroyed": 1,
         }
         assert backup is not None

@@ -53,7 +53,12 @@ async def test_erasure_removes_one_tenants_data_and_leaves_the_other(
         erased = await client.delete("/v1/retention/data", headers=KEY_A)
         assert erased.status_code == 200
         # two stored responses; three content records (two responses and a chat, all opted in)
-        assert erased.json() == {"object": "retention.erasure", "responses_deleted": 2, "content_records_deleted": 3}
+        assert erased.json() == {
+            "object": "retention.erasure",
+            "responses_deleted": 2,
+            "content_records_deleted": 3,
+            "conversations_deleted": 0,
+        }
         for response_id in ids_a:
             assert (await client.get(f"/v1/responses/{response_id}", headers=KEY_A)).status_code == 404
         for response_id in ids_b:
@@ -153,7 +158,12 @@ async def test_an_erasure_that_fails_half_way_says_so_and_a_retry_finishes(
             if retried.status_code == 200:
                 break
             await asyncio.sleep(0.1)
-        assert retried.json() == {"object": "retention.erasure", "responses_deleted": 0, "content_records_deleted": 3}
+        assert retried.json() == {
+            "object": "retention.erasure",
+            "responses_deleted": 0,
+            "content_records_deleted": 3,
+            "conversations_deleted": 0,
+        }
     assert await store.inner.count_content(TENANT_A) == 0
     assert await store.inner.count_content(TENANT_B) == 3
 

@@ -31,3 +31,24 @@ from retention_middleware.routes import Route, classify
 )
 def test_classify(method: str, path: str, route: Route, raw_id: str | None) -> None:
     assert classify(method, path) == (route, raw_id)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/conversations"),
+        ("POST", "/conversations"),
+        ("GET", "/v1/conversations/conv_1"),
+        ("DELETE", "/v1/conversations/conv_1/"),
+        ("GET", "/v1/conversations/conv_1/items"),
+        ("DELETE", "/v1/conversations/conv_1/items/msg_1"),
+        ("PUT", "/v1/conversations/conv_1/anything/else"),  # answered by the handler, never forwarded
+    ],
+)
+def test_every_conversations_path_is_kept_from_the_upstream(method: str, path: str) -> None:
+    assert classify(method, path) == (Route.CONVERSATIONS, None)
+
+
+def test_other_paths_naming_conversations_are_not_taken() -> None:
+    assert classify("GET", "/v1/conversationsx") == (Route.OTHER, None)
+    assert classify("GET", "/v2/conversations") == (Route.OTHER, None)

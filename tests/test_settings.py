@@ -110,3 +110,13 @@ def test_settings_are_frozen() -> None:
     settings = RetentionSettings()
     with pytest.raises(AttributeError):
         settings.ttl = timedelta(1)  # type: ignore[misc]
+
+
+def test_conversation_ttl_reads_a_duration_and_defaults_to_unset() -> None:
+    assert RetentionSettings().conversation_ttl is None  # the conversation store then uses ttl
+    settings = RetentionSettings.from_env({"RETENTION_CONVERSATION_TTL": "12h"})
+    assert settings.conversation_ttl == timedelta(hours=12)
+    assert settings.public_view()["conversation_ttl"] == "12h"
+    for bad in ("soon", "0s"):
+        with pytest.raises(SettingsError, match="RETENTION_CONVERSATION_TTL"):
+            RetentionSettings.from_env({"RETENTION_CONVERSATION_TTL": bad})

@@ -16,12 +16,14 @@ from typing import Any
 import orjson
 
 from .._types import ASGIApp
+from ..conversations.turn import ConversationTurn, conversation_id_of
 from ..errors import OpenAIError, invalid_request, send_error
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry, InFlightWrite
 from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
+from ..store.conversations import ConversationStore
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
@@ -56,8 +58,11 @@ class CreateResponseHandler:
         inflight: InFlightRegistry,
         content_log: ContentLog,
         clock: Callable[[], datetime],
+        *,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self.app = app
+        self.conversations = conversations
         self.settings = settings
         self.store = store
         self.inflight = inflight
@@ -75,7 +80,10 @@ class CreateResponseHandler:
             guard = exchange.guard()
             if guard is not None:
                 guard.add_source(request)
+            conversation = self._conversation(request, record.tenant)
             upstream_request, store, previous_id, history = await self._prepare(request, exchange)
+            if conversation is not None:
+                upstream_request = await conversation.upstream_request(upstream_request)
         except ClientGone:
             return
         except OpenAIError as error:
@@ -90,8 +98,8 @@ class CreateResponseHandler:
         scope = with_body_length(exchange.scope, len(upstream_body))
         tenant = record.tenant
         reason = self.content_log.reason(tenant, record.model, scope["headers"])
-        entry = self.inflight.open(tenant) if store or reason else None
-        turn = _Turn(self, exchange, request, store, previous_id, history, entry)
+        entry = self.inflight.open(tenant) if store or reason or conversation else None
+        turn = _Turn(self, exchange, request, store, previous_id, history, entry, conversation)
         patterns = restoration_patterns(store, previous_id)
         send = exchange.send if reason is None else self.content_log.disclosing(exchange.send, reason)
         capture = ResponseCapture(
@@ -112,6 +120,13 @@ class CreateResponseHandler:
         finally:
             if entry is not None:
                 self.inflight.close(entry)
+
+    def _conversation(self, request: dict[str, Any], tenant: str) -> ConversationTurn | None:
+        """The conversation this response joins (``conversation``), checked before anything else."""
+        conversation_id = conversation_id_of(request, zero=self.settings.policy == "zero" or self.conversations is None)
+        if conversation_id is None or self.conversations is None:
+            return None
+        return ConversationTurn(self.conversations, tenant, conversation_id, request)
 
     async def _prepare(
         self, request: dict[str, Any], exchange: Exchange
@@ -175,8 +190,10 @@ class _Turn:
         previous_id: str | None,
         history: list[StoredResponse],
         entry: InFlightWrite | None,
+        conversation: ConversationTurn | None = None,
     ) -> None:
         self.handler = handler
+        self.conversation = conversation
         self.exchange = exchange
         self.request = request
         self.store = store
@@ -195,6 +212,8 @@ class _Turn:
         response_id = response.get("id")
         entry = self.entry
         if not self.store or entry is None or not isinstance(response_id, str):
+            if self.conversation is not None and entry is not None:
+                await self._append_unstored(response, entry)
             return
         record = self.exchange.record
         if not entry.begin_write():
@@ -219,10 +238,40 @@ class _Turn:
                 )
             )
             record.stored = True
+            if self.conversation is not None:
+                await self._append(response, response_id, entry.tenant)
         except StoreError as error:
             # The answer is served all the same (RETENTION_STORE_FAILURE=serve); the client can tell
             # from a later GET, the operator from the access log.
             record.error = error.code
             logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
+        finally:
+            entry.end_write()
+
+    async def _append(self, response: dict[str, Any], response_id: str | None, tenant: str) -> None:
+        """Add the turn to its conversation, all or nothing with the response's own storing."""
+        assert self.conversation is not None
+        record = self.exchange.record
+        try:
+            if not await self.conversation.append(response):
+                record.error = "conversation_deleted"  # deleted while the response was streaming
+        except StoreError:
+            if record.stored and response_id is not None:
+                # Neither or both: a stored turn missing from its conversation would be a surprise.
+                record.stored = False
+                await self.handler.store.delete(tenant, response_id)
+            raise
+
+    async def _append_unstored(self, response: dict[str, Any], entry: InFlightWrite) -> None:
+        """A turn of a conversation whose response itself is not stored (``store: false``)."""
+        record = self.exchange.record
+        if not entry.begin_write():
+            record.error = "deleted_while_streaming"  # an erasure of its tenant
+            return
+        try:
+            await self._append(response, None, entry.tenant)
+        except StoreError as error:
+            record.error = error.code
+            logger.warning("conversation not updated: %s (request %s)", error.code, record.request_id)
         finally:
             entry.end_write()

@@ -176,6 +176,27 @@ class MemoryStore:
         request, response = (orjson.loads(blob) for blob in kept.blobs)
         return dataclasses.replace(kept.record, request=request, response=response)
 
+    # -- the byte budget, shared with the conversation store -------------------------------------
+
+    def charge(self, size: int) -> None:
+        """Take ``size`` bytes of the budget for records kept beside this store (conversations).
+
+        Raises StoreFull, after purging expired responses, if they do not fit: one budget bounds
+        everything the process holds.
+        """
+        if self._used + size > self.budget:
+            self._purge_expired(self._now())
+        if self._used + size > self.budget:
+            raise StoreFull(
+                f"memory store budget of {self.budget} bytes is spent ({self._used} in use, {size} more "
+                "asked); live records are never evicted: raise RETENTION_MEMORY_BUDGET or use MongoDB"
+            )
+        self._used += size
+
+    def refund(self, size: int) -> None:
+        """Give back bytes taken with ``charge`` (the records were deleted or expired)."""
+        self._used = max(0, self._used - size)
+
     # -- stored responses -------------------------------------------------------------------------
 
     async def put(self, record: StoredResponse) -> None:

@@ -139,9 +139,11 @@ class MongoStore:
         return self._handles
 
     async def collection(self, name: str) -> AsyncCollection[Document]:
-        """Another collection of this store's database, on its client and write concern (the key vault's)."""
+        """Another collection of this store's database, on the same client with the same write
+        concern (the conversation store keeps its own collections beside the responses)."""
         handles = await self._ready()
-        return handles.responses.database.get_collection(name, write_concern=handles.responses.write_concern)
+        database = handles.client.get_database(self._settings.mongo_db)
+        return database.get_collection(name, write_concern=handles.responses.write_concern)
 
     async def check(self) -> None:
         """Raise StoreError unless MongoDB looks writable now.

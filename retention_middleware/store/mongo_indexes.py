@@ -8,7 +8,7 @@ and the shell command that reconciles it (``collMod`` for a TTL change).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -30,15 +30,15 @@ INDEXES = (
 _INDEX_CONFLICT_CODES = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 
 
-async def ensure_indexes(collection: AsyncCollection[Document]) -> None:
+async def ensure_indexes(collection: AsyncCollection[Document], indexes: Sequence[IndexModel] = INDEXES) -> None:
     """Create the store's indexes; an existing conflicting index is reported, never dropped."""
     with translated(f"create the indexes of {collection.full_name}"):
         try:
-            await collection.create_indexes(list(INDEXES))
+            await collection.create_indexes(list(indexes))
         except OperationFailure as exc:
             if exc.code not in _INDEX_CONFLICT_CODES:
                 raise
-            raise StoreConfigurationError(await _describe_conflict(collection, exc)) from None
+            raise StoreConfigurationError(await _describe_conflict(collection, exc, indexes)) from None
 
 
 _IGNORED_INDEX_FIELDS = frozenset({"v", "key", "name", "ns", "background"})
@@ -48,7 +48,9 @@ def _options(spec: Mapping[str, Any]) -> Document:
     return {k: v for k, v in spec.items() if k not in _IGNORED_INDEX_FIELDS}
 
 
-async def _describe_conflict(collection: AsyncCollection[Document], exc: OperationFailure) -> str:
+async def _describe_conflict(
+    collection: AsyncCollection[Document], exc: OperationFailure, indexes: Sequence[IndexModel] = INDEXES
+) -> str:
     """Which index conflicts, what differs, and how an operator fixes it by hand."""
     ns, name = collection.full_name, collection.name
     leave = "It was left in place: the middleware never drops or changes an index itself."
@@ -56,7 +58,7 @@ async def _describe_conflict(collection: AsyncCollection[Document], exc: Operati
         existing = {spec["name"]: spec async for spec in await collection.list_indexes()}
     except PyMongoError:
         existing = {}
-    for model in INDEXES:
+    for model in indexes:
         wanted = model.document
         key, index = dict(wanted["key"]), wanted["name"]
         same_name = existing.get(index)
@@ -88,7 +90,7 @@ async def _describe_conflict(collection: AsyncCollection[Document], exc: Operati
             )
     code_name = (exc.details or {}).get("codeName", "")
     return (
-        f"creating the indexes {[m.document['name'] for m in INDEXES]} on {ns} conflicts with an existing "
+        f"creating the indexes {[m.document['name'] for m in indexes]} on {ns} conflicts with an existing "
         f"index (error code {exc.code} {code_name}). {leave} Compare db.{name}.getIndexes() with them "
         "and fix it by hand, then start again."
     )
