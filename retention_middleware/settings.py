@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 
 Policy = Literal["standard", "zero"]
 StoreFailureMode = Literal["serve", "reject"]
+ResponsesBackendSetting = Literal["responses", "chat", "auto"]
 
 ENV_PREFIX = "RETENTION_"
 
@@ -139,10 +140,16 @@ class RetentionSettings:
     content_ttl: timedelta = field(default=timedelta(days=30), metadata=_env("RETENTION_CONTENT_TTL", parse_duration))
     logged_models: frozenset[str] = field(default=frozenset(), metadata=_env("RETENTION_LOGGED_MODELS", parse_names))
     """Models whose traffic is always content-logged, and disclosed as such in ``/v1/models``."""
+    # -- responses backend (issue 14): how a Responses request reaches the upstream
+    responses_backend: ResponsesBackendSetting = field(
+        default="responses", metadata=_env("RETENTION_RESPONSES_BACKEND")
+    )
+    """``responses`` (the upstream serves it), ``chat`` (translate to Chat Completions) or ``auto`` (ask)."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
         self._check_choice("store_failure", get_args(StoreFailureMode))
+        self._check_choice("responses_backend", get_args(ResponsesBackendSetting))
         if not (self.store == "memory" or self.store.startswith(("mongodb://", "mongodb+srv://"))):
             raise SettingsError(
                 "store (RETENTION_STORE): expected 'memory' or a mongodb:// or mongodb+srv:// URI, "
