@@ -35,10 +35,17 @@ def base_response(request: dict[str, Any], response_id: str, created_at: int) ->
         "service_tier": request.get("service_tier") or "auto", "store": request.get("store", True),
         "temperature": request.get("temperature", 1.0),
         "text": text if isinstance(text, dict) else {"format": {"type": "text"}},
-        "tool_choice": request.get("tool_choice", "auto"), "tools": request.get("tools") or [],
+        "tool_choice": request.get("tool_choice", "auto"), "tools": _echoed_tools(request.get("tools")),
         "top_logprobs": request.get("top_logprobs"), "top_p": request.get("top_p", 1.0),
         "truncation": request.get("truncation") or "disabled", "usage": None, "user": request.get("user"),
     }  # fmt: skip
+
+
+def _echoed_tools(tools: Any) -> list[Any]:
+    # Echoed as OpenAI does, every field present: a strictness the client did not ask for is null.
+    if not isinstance(tools, list):
+        return []
+    return [{"description": None, "strict": None, **tool} if isinstance(tool, dict) else tool for tool in tools]
 
 
 def response_usage(usage: Any) -> dict[str, Any] | None:

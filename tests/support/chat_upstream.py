@@ -121,8 +121,13 @@ class ChatOnlyUpstream:
     @staticmethod
     async def _json(send: Send, status: int, value: Any) -> None:
         body = orjson.dumps(value)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
