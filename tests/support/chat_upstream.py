@@ -11,12 +11,15 @@ function of the request, so a test can predict it:
 - with ``reasoning=True`` it thinks first (``reasoning_content``, as vLLM and llama.cpp send it);
 - ``max_tokens`` cuts the answer to that many words, with ``finish_reason: "length"``.
 
+It logs every prompt it gets (as vLLM's ``--enable-log-requests`` does), for the log-guard tests.
+
 Streams send one chunk per word (role first, usage last only with ``stream_options.include_usage``)
 and tool-call arguments in 3-character fragments, the way servers split them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -25,6 +28,9 @@ import orjson
 from retention_middleware._types import Receive, Scope, Send
 
 from .asgi_tools import read_request_body
+
+# Logs each prompt the way vLLM's --enable-log-requests does, so tests can check the log guard.
+logger = logging.getLogger("chat_upstream")
 
 
 def _text_of(content: Any) -> str:
@@ -57,6 +63,7 @@ class ChatOnlyUpstream:
                                                    "code": None}})  # fmt: skip
             return
         request = orjson.loads(body)
+        logger.info("Received request: messages: %r", request["messages"])
         reasoning, text, calls, finish = self._answer(request)
         usage = {"prompt_tokens": sum(len(_text_of(m.get("content")).split()) for m in request["messages"]),
                  "completion_tokens": len(text.split()) + len(reasoning.split()) + len(calls)}  # fmt: skip
