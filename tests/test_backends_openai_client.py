@@ -158,3 +158,25 @@ async def test_logs_stay_content_free_and_metered(client: AsyncOpenAI) -> None:
     assert record["path"] == "/v1/responses" and record["stored"] is True
     completed = events[-1].response  # type: ignore[union-attr]
     assert record["usage"]["output_tokens"] == completed.usage.output_tokens
+
+
+async def test_through_the_proxy_forwarder_over_http(upstream: ChatOnlyUpstream) -> None:
+    """retention-proxy's own composition: the middleware around the aiohttp forwarder, auto backend."""
+    from retention_middleware.proxy.forwarder import UpstreamProxy
+
+    async with aserve(upstream) as upstream_url:
+        settings = RetentionSettings(upstream=upstream_url, responses_backend="auto")
+        app = RetentionMiddleware(UpstreamProxy(settings), settings)
+        async with aserve(app, lifespan="on") as url:
+            async with AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0, timeout=DEADLINE) as sdk:
+                created = await sdk.responses.create(model="m", input="over the wire")
+                stream = await sdk.responses.create(
+                    model="m", input="streamed over the wire", previous_response_id=created.id, stream=True
+                )
+                events = [event async for event in stream]
+                stored = await sdk.responses.retrieve(events[-1].response.id)  # type: ignore[union-attr]
+    assert created.output_text == "echo: over the wire"
+    assert stored.output_text == "echo: streamed over the wire"
+    assert [path for _, path, _ in upstream.requests] == ["/v1/responses", "/v1/chat/completions",
+                                                         "/v1/chat/completions"]  # fmt: skip
+    assert [m["role"] for m in upstream.chat_bodies()[-1]["messages"]] == ["user", "assistant", "user"]

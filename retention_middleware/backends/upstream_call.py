@@ -47,7 +47,10 @@ class ChatCall:
 
     def request(self, scope: Scope, body: bytes) -> tuple[Scope, bytes]:
         path = _chat_path(scope["path"].rstrip("/"))
-        return {**scope, "path": path, "raw_path": path.encode("latin-1"), "query_string": b""}, orjson.dumps(self.chat)
+        # The answer is translated, so it must come uncompressed: no accept-encoding goes upstream.
+        headers = [(name, value) for name, value in scope["headers"] if name.lower() != b"accept-encoding"]
+        rewritten = {**scope, "path": path, "raw_path": path.encode("latin-1"), "query_string": b"", "headers": headers}
+        return rewritten, orjson.dumps(self.chat)
 
     def send(self, downstream: Send) -> Send:
         return _TranslatingSend(self.response_request, downstream).send

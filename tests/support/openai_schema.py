@@ -1,4 +1,5 @@
-"""Validating objects against the OpenAI OpenAPI spec's schemas (/work/shared/specs, vendored path below).
+"""Validating objects against the OpenAI OpenAPI spec's schemas (the Responses part is vendored in
+tests/fixtures/openai-responses-schemas.json.gz; see its SOURCES file).
 
 The spec lists as required on ``Response`` a few fields that OpenAI's own answers do not carry
 (``output_text`` is an SDK convenience, for one). Those are the fields the recorded OpenAI answer in
@@ -16,14 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .cassettes import load
 
-SPEC_PATHS = [
-    Path(__file__).parent.parent / "fixtures" / "openai-openapi.json.gz",
-    Path("/work/shared/specs/openai-openapi.json.gz"),
-]
+SPEC_PATHS = [Path(__file__).parent.parent / "fixtures" / "openai-responses-schemas.json.gz"]
 
 
 @cache
@@ -39,7 +35,7 @@ def _spec() -> dict[str, Any] | None:
 def _relaxed_spec() -> dict[str, Any]:
     spec = _spec()
     if spec is None:
-        pytest.skip("the OpenAI OpenAPI spec is not available")
+        raise FileNotFoundError(f"the vendored OpenAI schemas are missing: {SPEC_PATHS}")
     spec = copy.deepcopy(spec)
     recorded = load("openai_responses_tool_calls_3turn.yaml")[0].response_json
     own = spec["components"]["schemas"]["Response"]["allOf"][2]
@@ -82,7 +78,8 @@ def validate_event(event: dict[str, Any]) -> None:
 
 def validate(value: Any, schema_name: str) -> None:
     """Raise jsonschema.ValidationError when ``value`` does not match ``components.schemas[schema_name]``."""
-    jsonschema = pytest.importorskip("jsonschema")
+    import jsonschema
+
     validator = _validator(schema_name)
     errors = sorted(validator.iter_errors(value), key=lambda error: len(list(error.path)))
     if errors:
