@@ -57,6 +57,10 @@ JSON_RULES: list[tuple[str, dict[str, Any], str | None, list[Any], str, Any]] = 
      {"reason": "max_output_tokens"}),
     ("content_filter is incomplete with its reason", {"content": ""}, "content_filter", [("message", [""])],
      "incomplete", {"reason": "content_filter"}),
+    ("arguments sent as an object become a JSON string",
+     {"content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f",
+                                                                                   "arguments": {"a": 1}}}]},
+     "tool_calls", [("function_call", "c1", "f", '{"a":1}')], "completed", None),
     ("a refusal is a refusal part", {"content": None, "refusal": "I can't."}, "stop", [("message", ["I can't."])],
      "completed", None),
 ]  # fmt: skip
@@ -179,6 +183,14 @@ def test_interleaved_parallel_calls_and_a_name_arriving_after_the_first_fragment
     ]
     _, events = translate(messages)  # no [DONE]: the end of the body ends it
     assert shape(terminal(events)) == [("function_call", "c0", "f", '{"a":1}'), ("function_call", "c1", "g", "{}")]
+
+
+def test_a_name_repeated_in_every_fragment_is_the_name_once() -> None:
+    fragments = ['{"a"', ":1", "}"]
+    messages = [chunk({"tool_calls": [{"index": 0, "id": "c0", "function": {"name": "f", "arguments": part}}]})
+                for part in fragments] + [chunk({}, "tool_calls")]  # fmt: skip
+    _, events = translate(messages)
+    assert shape(terminal(events)) == [("function_call", "c0", "f", '{"a":1}')]
 
 
 def test_reasoning_then_text_are_two_items() -> None:

@@ -143,10 +143,9 @@ def response_from_completion(request: dict[str, Any], completion: dict[str, Any]
             continue
         call_id = call.get("id") if isinstance(call.get("id"), str) and call["id"] else mint("call")
         arguments = function.get("arguments")
-        output.append(
-            function_call_item(mint("fc"), call_id, str(function.get("name") or ""),
-                               arguments if isinstance(arguments, str) else "{}")
-        )  # fmt: skip
+        if not isinstance(arguments, str):  # some servers (TGI versions among them) send an object
+            arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
+        output.append(function_call_item(mint("fc"), call_id, str(function.get("name") or ""), arguments))
     response["output"] = output
     response["usage"] = response_usage(completion.get("usage"))
     finish(response, choice.get("finish_reason"))

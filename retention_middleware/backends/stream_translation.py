@@ -222,8 +222,8 @@ class StreamTranslator:
             call = self.calls[index] = _Call(call_id if isinstance(call_id, str) and call_id else mint("call"))
         function: dict[str, Any] = delta["function"] if isinstance(delta.get("function"), dict) else {}
         name = function.get("name")
-        if isinstance(name, str):
-            call.name += name
+        if isinstance(name, str) and name and not call.name:
+            call.name = name  # some servers repeat the name in every fragment: the first one counts
         arguments = function.get("arguments")
         fragment = arguments if isinstance(arguments, str) else ""
         if call.output_index < 0:
