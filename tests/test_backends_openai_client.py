@@ -17,7 +17,7 @@ from openai import AsyncOpenAI
 
 from retention_middleware import RetentionMiddleware, RetentionSettings
 
-from support.asgi_tools import capture_all_logs
+from support.asgi_tools import SentMessages, asgi_client, capture_all_logs
 from support.chat_upstream import ChatOnlyUpstream
 from support.openai_schema import validate, validate_event
 from support.servers import aserve
@@ -180,3 +180,17 @@ async def test_through_the_proxy_forwarder_over_http(upstream: ChatOnlyUpstream)
     assert [path for _, path, _ in upstream.requests] == ["/v1/responses", "/v1/chat/completions",
                                                          "/v1/chat/completions"]  # fmt: skip
     assert [m["role"] for m in upstream.chat_bodies()[-1]["messages"]] == ["user", "assistant", "user"]
+
+
+async def test_each_upstream_chunk_is_one_client_message_and_text_is_not_held() -> None:
+    upstream = SentMessages(ChatOnlyUpstream())
+    client_side = SentMessages(RetentionMiddleware(upstream, RetentionSettings(responses_backend="chat")))
+    async with asgi_client(client_side) as http:
+        answer = await http.post("/v1/responses", json={"model": "m", "input": "a b c", "stream": True})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+    sent = [message.get("body", b"") for message in upstream.body_messages]
+    received = [message.get("body", b"") for message in client_side.body_messages]
+    assert len(received) == len(sent)
+    first_text = next(i for i, body in enumerate(sent) if b'"content":"echo:"' in body)
+    assert b'"delta":"echo:"' in received[first_text]
+    assert b"response.completed" in received[-1]
