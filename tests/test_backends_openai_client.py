@@ -194,3 +194,15 @@ async def test_each_upstream_chunk_is_one_client_message_and_text_is_not_held() 
     first_text = next(i for i, body in enumerate(sent) if b'"content":"echo:"' in body)
     assert b'"delta":"echo:"' in received[first_text]
     assert b"response.completed" in received[-1]
+
+
+async def test_a_server_answering_json_to_a_streamed_request_still_streams_to_the_client() -> None:
+    upstream = ChatOnlyUpstream(reasoning=True, ignore_stream=True)
+    app = RetentionMiddleware(upstream, RetentionSettings(responses_backend="chat"))
+    async with aserve(app, lifespan="on") as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0, timeout=DEADLINE) as sdk:
+            events = [event async for event in await sdk.responses.create(model="m", input="hi", stream=True)]
+            stored = await sdk.responses.retrieve(events[-1].response.id)  # type: ignore[union-attr]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: hi"
+    assert [item.type for item in stored.output] == ["reasoning", "message"]

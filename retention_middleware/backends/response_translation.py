@@ -107,6 +107,14 @@ def function_call_item(
             "arguments": arguments}  # fmt: skip
 
 
+def argument_text(function: dict[str, Any]) -> str:
+    """A call's arguments as a JSON string; some servers (TGI versions among them) send an object."""
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        return arguments
+    return orjson.dumps(arguments if arguments is not None else {}).decode()
+
+
 def logprobs_of(choice: dict[str, Any]) -> list[Any]:
     # Chat's logprobs.content entries ({token, logprob, bytes, top_logprobs}) are already the Responses shape.
     logprobs = choice.get("logprobs")
@@ -142,10 +150,7 @@ def response_from_completion(request: dict[str, Any], completion: dict[str, Any]
         if not isinstance(function, dict):
             continue
         call_id = call.get("id") if isinstance(call.get("id"), str) and call["id"] else mint("call")
-        arguments = function.get("arguments")
-        if not isinstance(arguments, str):  # some servers (TGI versions among them) send an object
-            arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
-        output.append(function_call_item(mint("fc"), call_id, str(function.get("name") or ""), arguments))
+        output.append(function_call_item(mint("fc"), call_id, str(function.get("name") or ""), argument_text(function)))
     response["output"] = output
     response["usage"] = response_usage(completion.get("usage"))
     finish(response, choice.get("finish_reason"))

@@ -33,32 +33,7 @@ from .response_translation import (
     response_usage,
     text_part,
 )  # fmt: skip
-
-
-class _Item:
-    """An output item being streamed: its place, and the pieces of its current content part."""
-
-    __slots__ = ("kind", "item_id", "output_index", "parts", "pieces", "part_kind", "logprobs")
-
-    def __init__(self, kind: str, item_id: str, output_index: int) -> None:
-        self.kind = kind
-        self.item_id = item_id
-        self.output_index = output_index
-        self.parts: list[dict[str, Any]] = []  # finished content parts
-        self.pieces: list[str] = []  # the open part's text so far
-        self.part_kind: str | None = None
-        self.logprobs: list[Any] = []
-
-
-class _Call:
-    __slots__ = ("item_id", "call_id", "name", "arguments", "output_index")
-
-    def __init__(self, call_id: str) -> None:
-        self.item_id = mint("fc")
-        self.call_id = call_id
-        self.name = ""
-        self.arguments: list[str] = []
-        self.output_index = -1  # -1 until the item is announced (it needs its name)
+from .stream_items import OpenCall, OpenItem
 
 
 class StreamTranslator:
@@ -69,8 +44,8 @@ class StreamTranslator:
         self.parser = SSEParser()
         self.sequence = 0
         self.output: list[dict[str, Any] | None] = []  # by output_index; None while the item is open
-        self.item: _Item | None = None  # the open reasoning or message item
-        self.calls: dict[Any, _Call] = {}
+        self.item: OpenItem | None = None  # the open reasoning or message item
+        self.calls: dict[Any, OpenCall] = {}
         self.finish_reason: Any = None
         self.usage: Any = None
         self.started = False
@@ -148,7 +123,7 @@ class StreamTranslator:
             self._close_item(out)
             item = None
         if item is None:
-            item = self.item = _Item(kind, mint("rs" if kind == "reasoning" else "msg"), len(self.output))
+            item = self.item = OpenItem(kind, mint("rs" if kind == "reasoning" else "msg"), len(self.output))
             self.output.append(None)
             added = (
                 {**reasoning_item(item.item_id, ""), "content": [], "status": "in_progress"}
@@ -170,18 +145,18 @@ class StreamTranslator:
             self._event(out, "response.reasoning_text.delta", **self._where(item), delta=text)
 
     @staticmethod
-    def _where(item: _Item) -> dict[str, Any]:
+    def _where(item: OpenItem) -> dict[str, Any]:
         return {"item_id": item.item_id, "output_index": item.output_index, "content_index": len(item.parts)}
 
     @staticmethod
-    def _part(item: _Item, text: str) -> dict[str, Any]:
+    def _part(item: OpenItem, text: str) -> dict[str, Any]:
         if item.part_kind == "output_text":
             return text_part(text, item.logprobs if text else [])
         if item.part_kind == "refusal":
             return {"type": "refusal", "refusal": text}
         return {"type": "reasoning_text", "text": text}
 
-    def _close_part(self, out: list[bytes], item: _Item) -> None:
+    def _close_part(self, out: list[bytes], item: OpenItem) -> None:
         if item.part_kind is None:
             return
         text = "".join(item.pieces)
@@ -219,7 +194,7 @@ class StreamTranslator:
         call = self.calls.get(index)
         if call is None:
             call_id = delta.get("id")
-            call = self.calls[index] = _Call(call_id if isinstance(call_id, str) and call_id else mint("call"))
+            call = self.calls[index] = OpenCall(call_id if isinstance(call_id, str) and call_id else mint("call"))
         function: dict[str, Any] = delta["function"] if isinstance(delta.get("function"), dict) else {}
         name = function.get("name")
         if isinstance(name, str) and name and not call.name:

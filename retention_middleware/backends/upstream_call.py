@@ -12,8 +12,10 @@ from typing import Any
 import orjson
 
 from .._types import Message, Scope, Send
+from ..wire.json_object import json_object
 from ..wire.sse import MAX_EVENT_BYTES
 from ..wire.tee import BodyKind, body_kind_of, without_content_length
+from .completion_stream import stream_from_completion
 from .response_translation import translate_json
 from .stream_translation import StreamTranslator
 
@@ -100,12 +102,24 @@ class _TranslatingSend:
         collected += body
         if more and len(collected) <= MAX_EVENT_BYTES:
             return
+        start = without_content_length(self.start)
+        if not more and self.request.get("stream") is True and (streamed := self._as_stream(collected)) is not None:
+            start["headers"] = [(n, v) for n, v in start["headers"] if n.lower() != b"content-type"]
+            start["headers"].append((b"content-type", b"text/event-stream; charset=utf-8"))
+            await self.downstream(start)
+            await self.downstream({"type": "http.response.body", "body": streamed, "more_body": False})
+            return
         translated = translate_json(self.request, bytes(collected)) if not more else None
         out = translated if translated is not None else bytes(collected)
-        start = without_content_length(self.start)
         if not more:
             start["headers"] = [*start["headers"], (b"content-length", str(len(out)).encode("latin-1"))]
         else:  # too large to be a completion we translate: the rest passes through as it comes
             self.kind = BodyKind.OTHER
         await self.downstream(start)
         await self.downstream({"type": "http.response.body", "body": out, "more_body": more})
+
+    def _as_stream(self, body: bytearray) -> bytes | None:
+        completion = json_object(body)
+        if completion is None or not isinstance(completion.get("choices"), list):
+            return None
+        return stream_from_completion(self.request, completion)

@@ -42,8 +42,9 @@ def _text_of(content: Any) -> str:
 
 
 class ChatOnlyUpstream:
-    def __init__(self, *, reasoning: bool = False, model: str = "chat-only-model") -> None:
+    def __init__(self, *, reasoning: bool = False, model: str = "chat-only-model", ignore_stream: bool = False) -> None:
         self.reasoning = reasoning
+        self.ignore_stream = ignore_stream  # answer JSON even when asked to stream, as some servers do
         self.model = model
         self.requests: list[tuple[str, str, Any]] = []
 
@@ -70,7 +71,7 @@ class ChatOnlyUpstream:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         usage["completion_tokens_details"] = {"reasoning_tokens": len(reasoning.split())}
         head = {"id": f"chatcmpl-{len(self.requests)}", "created": int(time.time()), "model": self.model}
-        if not request.get("stream"):
+        if not request.get("stream") or self.ignore_stream:
             message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
             if reasoning:
                 message["reasoning_content"] = reasoning
