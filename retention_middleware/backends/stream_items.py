@@ -10,7 +10,7 @@ from .response_translation import mint
 class OpenItem:
     """An output item being streamed: its place, and the pieces of its current content part."""
 
-    __slots__ = ("kind", "item_id", "output_index", "parts", "pieces", "part_kind", "logprobs")
+    __slots__ = ("kind", "item_id", "output_index", "parts", "pieces", "part_kind", "logprobs", "delta_head")
 
     def __init__(self, kind: str, item_id: str, output_index: int) -> None:
         self.kind = kind
@@ -20,6 +20,7 @@ class OpenItem:
         self.pieces: list[str] = []  # the open part's text so far
         self.part_kind: str | None = None
         self.logprobs: list[Any] = []
+        self.delta_head: bytes | None = None  # the encoded start of this part's delta events
 
 
 class OpenCall:

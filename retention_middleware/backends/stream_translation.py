@@ -32,8 +32,14 @@ from .response_translation import (
     reasoning_of,
     response_usage,
     text_part,
-)  # fmt: skip
+)
 from .stream_items import OpenCall, OpenItem
+
+_DELTA_EVENTS = {
+    "output_text": b"response.output_text.delta",
+    "refusal": b"response.refusal.delta",
+    "reasoning_text": b"response.reasoning_text.delta",
+}
 
 
 class StreamTranslator:
@@ -136,13 +142,19 @@ class StreamTranslator:
             item.part_kind = part_kind
             self._event(out, "response.content_part.added", **self._where(item), part=self._part(item, ""))
         item.pieces.append(text)
-        if part_kind == "output_text":
-            item.logprobs += logprobs or []
-            self._event(out, "response.output_text.delta", **self._where(item), delta=text, logprobs=logprobs or [])
-        elif part_kind == "refusal":
-            self._event(out, "response.refusal.delta", **self._where(item), delta=text)
-        else:
-            self._event(out, "response.reasoning_text.delta", **self._where(item), delta=text)
+        if logprobs:
+            item.logprobs += logprobs
+        # The hot path of every stream: the delta event's fixed head is encoded once per part.
+        head = item.delta_head
+        if head is None:
+            event_type = _DELTA_EVENTS[part_kind]
+            where = orjson.dumps(self._where(item))[1:-1]
+            head = item.delta_head = b'event: %s\ndata: {"type":"%s",%s,"delta":' % (event_type, event_type, where)
+        tail = (
+            (b',"logprobs":' + (orjson.dumps(logprobs) if logprobs else b"[]")) if part_kind == "output_text" else b""
+        )
+        out.append(b'%s%s%s,"sequence_number":%d}\n\n' % (head, orjson.dumps(text), tail, self.sequence))
+        self.sequence += 1
 
     @staticmethod
     def _where(item: OpenItem) -> dict[str, Any]:
@@ -172,6 +184,7 @@ class StreamTranslator:
         item.parts.append(part)
         item.pieces = []
         item.part_kind = None
+        item.delta_head = None
         item.logprobs = []
 
     def _close_item(self, out: list[bytes]) -> None:
