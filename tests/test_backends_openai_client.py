@@ -206,3 +206,11 @@ async def test_a_server_answering_json_to_a_streamed_request_still_streams_to_th
     assert [event.sequence_number for event in events] == list(range(len(events)))
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: hi"
     assert [item.type for item in stored.output] == ["reasoning", "message"]
+
+
+async def test_store_false_keeps_nothing(client: AsyncOpenAI, upstream: ChatOnlyUpstream) -> None:
+    unstored = await client.responses.create(model="m", input="not kept", store=False)
+    assert unstored.store is False and unstored.output_text == "echo: not kept"
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(unstored.id)
+    assert all("store" not in body for body in upstream.chat_bodies())

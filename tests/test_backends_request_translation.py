@@ -119,3 +119,34 @@ def test_what_has_no_chat_equivalent_is_a_400_naming_it(fields: dict[str, Any], 
     assert raised.value.param == param
     assert raised.value.code == "unsupported_parameter"
     assert "Chat Completions" in raised.value.message
+
+
+HOSTILE_VALUES: list[Any] = [
+    5, "x", True, [], {}, [5], [{}], [{"type": None}], {"type": 5}, [{"role": "user"}],
+    [{"type": "message", "role": "user", "content": [5]}], [{"type": "function_call"}],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["input", "instructions", "tools", "tool_choice", "text", "reasoning", "include"])
+def test_hostile_values_are_a_400_or_translate_never_a_crash(key: str) -> None:
+    for value in HOSTILE_VALUES:
+        try:
+            chat = chat_request({"model": "m", "input": "x", key: value})
+        except OpenAIError as error:
+            assert error.status == 400 and error.param is not None and error.param.split("[")[0].split(".")[0] in (
+                key, "input")  # fmt: skip
+        else:
+            assert isinstance(chat["messages"], list)
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [({"type": "function_call", "name": "f", "arguments": "{}"}, "input[0].call_id"),
+     ({"type": "function_call_output", "output": "x"}, "input[0].call_id"),
+     ({"type": "message", "role": "tool", "content": "x"}, "input[0].role"),
+     ({"type": "message", "role": "user", "content": 5}, "input[0].content")],
+)  # fmt: skip
+def test_a_malformed_item_is_a_400_naming_its_field(item: dict[str, Any], param: str) -> None:
+    with pytest.raises(OpenAIError) as raised:
+        chat_request({"model": "m", "input": [item]})
+    assert raised.value.status == 400 and raised.value.param == param
