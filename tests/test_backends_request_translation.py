@@ -75,6 +75,8 @@ RULES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"input": "x", "temperature": 0.2, "top_p": 0.9, "parallel_tool_calls": False, "user": "u1",
       "metadata": {"k": "v"}},
      {"temperature": 0.2, "top_p": 0.9, "parallel_tool_calls": False, "user": "u1", "metadata": {"k": "v"}}),
+    ("top_logprobs asks for logprobs", {"input": "x", "top_logprobs": 3}, {"top_logprobs": 3, "logprobs": True}),
+    ("top_logprobs 0 asks for nothing", {"input": "x", "top_logprobs": 0}, {"top_logprobs": None, "logprobs": None}),
     ("reasoning effort becomes reasoning_effort", {"input": "x", "reasoning": {"effort": "low"}},
      {"reasoning_effort": "low", "reasoning": None}),
     ("stream asks for usage", {"input": "x", "stream": True},

@@ -79,8 +79,11 @@ def chat_request(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("max_output_tokens") is not None:
         # max_tokens, not max_completion_tokens: TGI, llama.cpp and Ollama all read it.
         chat["max_tokens"] = request["max_output_tokens"]
-    if request.get("top_logprobs") is not None:
+    top = request.get("top_logprobs")
+    if isinstance(top, int) and top > 0:
         chat["logprobs"] = True
+    else:
+        chat.pop("top_logprobs", None)  # 0 asks for nothing; chat servers refuse it without logprobs
     tools = request.get("tools")
     if tools:
         if not isinstance(tools, list):
