@@ -260,3 +260,19 @@ def test_per_chunk_output_is_proportional_to_the_chunk() -> None:
     translator.feed(chunk({"content": "start"}), final=False)
     sizes = [len(translator.feed(chunk({"content": "word "}), final=False)) for _ in range(2000)]
     assert max(sizes) - min(sizes) <= len(str(len(sizes)))  # only the sequence_number grows
+
+
+def test_logprobs_are_carried_in_deltas_and_in_the_part() -> None:
+    entry = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [{"token": "Hi", "logprob": -0.25,
+                                                                                     "bytes": [72, 105]}]}  # fmt: skip
+    with_logprobs = chunk({"content": "Hi"}).replace(
+        b'"logprobs":null', b'"logprobs":' + orjson.dumps({"content": [entry]})
+    )
+    _, events = translate([with_logprobs, chunk({}, "stop"), DONE])
+    delta = next(event for event in events if event["type"] == "response.output_text.delta")
+    assert delta["logprobs"] == [entry]
+    assert terminal(events)["output"][0]["content"][0]["logprobs"] == [entry]
+    message = {"content": "Hi"}
+    completion_with = completion(message)
+    completion_with["choices"][0]["logprobs"] = {"content": [entry]}
+    assert response_from_completion(REQUEST, completion_with)["output"][0]["content"][0]["logprobs"] == [entry]
