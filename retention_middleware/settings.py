@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 
 Policy = Literal["standard", "zero"]
 StoreFailureMode = Literal["serve", "reject"]
+ResponsesBackendSetting = Literal["responses", "chat", "auto"]
 
 ENV_PREFIX = "RETENTION_"
 
@@ -150,10 +151,16 @@ class RetentionSettings:
         default=None, metadata=_env("RETENTION_CONVERSATION_TTL", parse_duration)
     )
     """How long a conversation is kept after its last item was added; unset: the response TTL."""
+    # -- responses backend (issue 14): how a Responses request reaches the upstream
+    responses_backend: ResponsesBackendSetting = field(
+        default="responses", metadata=_env("RETENTION_RESPONSES_BACKEND")
+    )
+    """``responses`` (the upstream serves it), ``chat`` (translate to Chat Completions) or ``auto`` (ask)."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
         self._check_choice("store_failure", get_args(StoreFailureMode))
+        self._check_choice("responses_backend", get_args(ResponsesBackendSetting))
         if not (self.store == "memory" or self.store.startswith(("mongodb://", "mongodb+srv://"))):
             raise SettingsError(
                 "store (RETENTION_STORE): expected 'memory' or a mongodb:// or mongodb+srv:// URI, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ import uvicorn
 
 from .. import __version__
 from .._types import ASGIApp
+from ..backends.choice import Mode, probe
 from ..crypto.commands import COMMANDS, run_command
 from ..middleware import RetentionMiddleware
 from ..settings import RetentionSettings, SettingsError, parse_bool, parse_duration
@@ -46,6 +48,10 @@ _SETTING_FLAGS: dict[str, tuple[str, str]] = {
     "--max-body": ("RETENTION_MAX_BODY", "largest inspected request body, e.g. 16MiB"),
     "--store-failure": ("RETENTION_STORE_FAILURE", "with the store down: serve (default) or reject"),
     "--upstream-timeout": ("RETENTION_UPSTREAM_TIMEOUT", "longest upstream silence before 504 (default 10m)"),
+    "--responses-backend": (
+        "RETENTION_RESPONSES_BACKEND",
+        "how /v1/responses reaches the upstream: responses, chat (translated) or auto (ask it; the default)",
+    ),
 }
 _SERVER_DEFAULTS = {"RETENTION_HOST": "127.0.0.1", "RETENTION_PORT": "8080", "RETENTION_GRACE": "30s"}
 _BACKLOG = 2048  # uvicorn's default
@@ -86,11 +92,13 @@ class _Options:
         self.port = port
         self.grace = grace
         self.demo = demo
+        self.backend_note: str = settings.responses_backend
 
 
 def _options(argv: Sequence[str] | None, environ: Mapping[str, str]) -> _Options:
     args = _parser().parse_args(argv)
     merged = dict(environ)
+    merged.setdefault("RETENTION_RESPONSES_BACKEND", "auto")  # the proxy asks; in-process the default is responses
     for flag, (variable, _) in _SETTING_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
@@ -131,6 +139,33 @@ async def _check_store(settings: RetentionSettings) -> None:
         await store.close()
 
 
+async def _probe_backend(options: _Options) -> Mode | None:
+    """``auto``: ask the upstream at start-up whether it serves /v1/responses (a throwaway client)."""
+    if options.demo:
+        from ..demo import EchoModel
+
+        return await probe(EchoModel())
+    from .forwarder import UpstreamProxy
+
+    upstream = UpstreamProxy(options.settings)
+    try:
+        return await probe(upstream, timeout=options.settings.upstream_connect_timeout.total_seconds() + 5)
+    finally:
+        await upstream.aclose()
+
+
+def _resolve_backend(options: _Options) -> None:
+    if options.settings.responses_backend != "auto":
+        return
+    mode = asyncio.run(_probe_backend(options))
+    if mode is None:
+        options.backend_note = "auto (the upstream did not say yet; asked again on the first request)"
+        return
+    options.settings = dataclasses.replace(options.settings, responses_backend=mode)
+    served = "serves" if mode == "responses" else "does not serve"
+    options.backend_note = f"{mode} (auto: the upstream {served} /v1/responses)"
+
+
 def _configure_logging() -> None:
     # The access log is the product's output: JSON lines on stdout. Everything else goes to stderr.
     access = logging.getLogger("retention_middleware.access")
@@ -149,7 +184,8 @@ def _banner(options: _Options, port: int) -> str:
         f"  upstream: {upstream}",
     ]
     # upstream is printed above: with --demo the configured URL is not used, and must not look as if it were.
-    lines += [f"  {name}: {value}" for name, value in options.settings.public_view().items() if name != "upstream"]
+    view = {**options.settings.public_view(), "responses_backend": options.backend_note}
+    lines += [f"  {name}: {value}" for name, value in view.items() if name != "upstream"]
     return "\n".join(lines)
 
 
@@ -195,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 file=sys.stderr,
             )
             raise SystemExit(1) from None
+    _resolve_backend(options)
     _configure_logging()
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted

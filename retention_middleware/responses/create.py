@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from .._types import ASGIApp
+from ..backends.choice import ResponsesBackend
 from ..conversations.turn import ConversationTurn, conversation_id_of
 from ..errors import OpenAIError, invalid_request, send_error
 from ..exchange import Exchange
@@ -68,6 +69,7 @@ class CreateResponseHandler:
         self.inflight = inflight
         self.content_log = content_log
         self.clock = clock
+        self.backend = ResponsesBackend(app, settings.responses_backend)
 
     async def __call__(self, exchange: Exchange) -> None:
         record = exchange.record
@@ -84,6 +86,7 @@ class CreateResponseHandler:
             upstream_request, store, previous_id, history = await self._prepare(request, exchange)
             if conversation is not None:
                 upstream_request = await conversation.upstream_request(upstream_request)
+            call = await self.backend.call_for(exchange.scope, upstream_request)  # may translate to chat
         except ClientGone:
             return
         except OpenAIError as error:
@@ -95,7 +98,8 @@ class CreateResponseHandler:
         record.stored = False
         # _prepare hands back the request itself when nothing needs changing: the client's bytes go on.
         upstream_body = body if upstream_request is request else orjson.dumps(upstream_request)
-        scope = with_body_length(exchange.scope, len(upstream_body))
+        scope, upstream_body = call.request(exchange.scope, upstream_body)
+        scope = with_body_length(scope, len(upstream_body))
         tenant = record.tenant
         reason = self.content_log.reason(tenant, record.model, scope["headers"])
         entry = self.inflight.open(tenant) if store or reason or conversation else None
@@ -111,7 +115,7 @@ class CreateResponseHandler:
             turn.on_final,
         )
         try:
-            await self.app(scope, replay(upstream_body, exchange.receive), capture.send)
+            await self.app(scope, replay(upstream_body, exchange.receive), call.send(capture.send))
             if reason is not None and entry is not None:
                 # A documented exception: this request's content is kept (never logged); see content_log.
                 await self.content_log.keep(

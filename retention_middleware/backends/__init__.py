@@ -1,0 +1,1 @@
+"""How a Responses request reaches the upstream: natively, or translated to Chat Completions."""
