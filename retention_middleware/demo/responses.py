@@ -89,7 +89,8 @@ async def create_response(body: Body, receive: Receive, send: Send, *, model: st
 def _response_object(body: Body, instructions: str | None, default_model: str, prompt: int) -> dict[str, Any]:
     """The response as ``response.created`` shows it; the request's settings echoed back, every field
     the spec and the Open Responses schema know present with a valid value."""
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
+    requested = body.get("text")
+    text: dict[str, Any] = requested if isinstance(requested, dict) else {}
     response: dict[str, Any] = {
         "id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time()),
         "completed_at": None, "status": "in_progress", "background": False, "error": None,
