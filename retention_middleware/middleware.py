@@ -24,6 +24,7 @@ from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
 from .responses import CreateResponseHandler, StoredResponseHandler
+from .responses.listing import ListResponsesHandler
 from .routes import Route, classify
 from .settings import RetentionSettings
 from .store import make_store
@@ -87,6 +88,7 @@ class RetentionMiddleware:
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
+            Route.RESPONSES_LIST: ListResponsesHandler(self.store),
             Route.MODELS: ModelsDisclosureHandler(app, settings),
             Route.RETENTION_ERASE: ErasureHandler(self.store, inflight),
         }

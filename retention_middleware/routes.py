@@ -18,6 +18,9 @@ class Route(enum.Enum):
     RESPONSES_RETRIEVE = "responses.retrieve"
     RESPONSES_DELETE = "responses.delete"
     RESPONSES_INPUT_ITEMS = "responses.input_items"
+    RESPONSES_LIST = "responses.list"
+    RESPONSES_COMPACT = "responses.compact"
+    RESPONSES_INPUT_TOKENS = "responses.input_tokens"
     MODELS = "models"
     RETENTION_ERASE = "retention.erase"
     OTHER = "other"
@@ -30,6 +33,9 @@ for _prefix in ("/v1", ""):
     _EXACT[("POST", f"{_prefix}/embeddings")] = Route.EMBEDDINGS
     _EXACT[("POST", f"{_prefix}/responses")] = Route.RESPONSES_CREATE
     _EXACT[("GET", f"{_prefix}/models")] = Route.MODELS
+    _EXACT[("GET", f"{_prefix}/responses")] = Route.RESPONSES_LIST
+    _EXACT[("POST", f"{_prefix}/responses/compact")] = Route.RESPONSES_COMPACT
+    _EXACT[("POST", f"{_prefix}/responses/input_tokens")] = Route.RESPONSES_INPUT_TOKENS
 _EXACT[("DELETE", "/v1/retention/data")] = Route.RETENTION_ERASE
 
 # The id segment is taken as it stands; its syntax is checked by the handler, which can answer with
