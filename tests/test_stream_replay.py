@@ -75,7 +75,9 @@ async def test_replay_of_another_tenants_response_is_404(client: AsyncOpenAI) ->
     ("query", "param"),
     [({"stream": "maybe"}, "stream"), ({"starting_after": "-1"}, "starting_after"), ({"include[]": "x"}, "include")],
 )
-async def test_bad_retrieve_parameters_are_400_naming_them(client: AsyncOpenAI, query: dict[str, str], param: str) -> None:
+async def test_bad_retrieve_parameters_are_400_naming_them(
+    client: AsyncOpenAI, query: dict[str, str], param: str
+) -> None:
     created = await client.responses.create(model=MODEL, input="hello")
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.retrieve(created.id, extra_query=query)
