@@ -25,6 +25,7 @@ from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
 from .responses import CreateResponseHandler, StoredResponseHandler
 from .responses.listing import ListResponsesHandler
+from .responses.stateless import StatelessResponsesHandler
 from .routes import Route, classify
 from .settings import RetentionSettings
 from .store import make_store
@@ -89,6 +90,8 @@ class RetentionMiddleware:
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
             Route.RESPONSES_LIST: ListResponsesHandler(self.store),
+            Route.RESPONSES_COMPACT: StatelessResponsesHandler(app, settings, self.store),
+            Route.RESPONSES_INPUT_TOKENS: StatelessResponsesHandler(app, settings, self.store),
             Route.MODELS: ModelsDisclosureHandler(app, settings),
             Route.RETENTION_ERASE: ErasureHandler(self.store, inflight),
         }

@@ -34,7 +34,7 @@ async def create_response(body: Body, receive: Receive, send: Send, *, model: st
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise invalid("instructions", "a string")
-    prompt, last_user = _response_input(body["input"])
+    prompt, last_user = input_words(body["input"])
     prompt += len(words_of(instructions))
     tokens = generate(last_user, limit_of(body, "max_output_tokens"))
     response = _response_object(body, instructions, model, prompt)
@@ -130,7 +130,7 @@ def _tool(tool: Any) -> Any:
     return tool
 
 
-def _response_input(value: Any) -> tuple[int, list[str]]:
+def input_words(value: Any) -> tuple[int, list[str]]:
     """Words over every input item (the whole history), and the last user message's words."""
     if isinstance(value, str):
         words = value.split()
