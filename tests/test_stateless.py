@@ -11,12 +11,12 @@ from typing import Any
 import openai
 import pytest
 from openai import AsyncOpenAI
+from test_openai_client import MODEL, RecordingUpstream, sent_text
 
 from retention_middleware import RetentionMiddleware, RetentionSettings
 
 from support.asgi_tools import asgi_client, capture_all_logs
 from support.servers import aserve
-from test_openai_client import MODEL, RecordingUpstream
 
 
 @pytest.fixture
@@ -40,9 +40,7 @@ async def test_compact_rehydrates_the_chain_and_stores_nothing(
     compacted = await client.responses.compact(model=MODEL, input="and notify support", previous_response_id=first.id)
     sent = upstream.bodies("/v1/responses/compact")[0]
     assert "previous_response_id" not in sent
-    assert [item["content"] if isinstance(item["content"], str) else item["content"][0]["text"] for item in sent["input"]] == [
-        "launch on tuesday", "launch on tuesday", "and notify support"
-    ]  # fmt: skip
+    assert [sent_text(item) for item in sent["input"]] == ["launch on tuesday", "launch on tuesday", "and notify support"]
     assert compacted.object == "response.compaction"
     assert any(item.type == "compaction" for item in compacted.output)
     with pytest.raises(openai.NotFoundError):  # a compaction is the client's to keep, not ours
