@@ -40,7 +40,8 @@ async def test_compact_rehydrates_the_chain_and_stores_nothing(
     compacted = await client.responses.compact(model=MODEL, input="and notify support", previous_response_id=first.id)
     sent = upstream.bodies("/v1/responses/compact")[0]
     assert "previous_response_id" not in sent
-    assert [sent_text(item) for item in sent["input"]] == ["launch on tuesday", "launch on tuesday", "and notify support"]
+    texts = [sent_text(item) for item in sent["input"]]
+    assert texts == ["launch on tuesday", "launch on tuesday", "and notify support"]  # input, output, new input
     assert compacted.object == "response.compaction"
     assert any(item.type == "compaction" for item in compacted.output)
     with pytest.raises(openai.NotFoundError):  # a compaction is the client's to keep, not ours
