@@ -1,6 +1,7 @@
 """RetentionMiddleware: classify each request and hand it to the handler that owns it.
 
-Pure ASGI. Websocket scopes pass straight through; the lifespan passes through with one addition,
+Pure ASGI. Websocket scopes pass straight through, except the Responses API's WebSocket mode on
+``/v1/responses`` (``responses.websocket``); the lifespan passes through with one addition,
 preparing the store at start-up (and closing it at shutdown). Every HTTP request gets exactly one
 access-log line, also when the app raises or the client goes away.
 """
@@ -26,7 +27,8 @@ from .policy.erasure import ErasureHandler
 from .responses import CreateResponseHandler, StoredResponseHandler
 from .responses.listing import ListResponsesHandler
 from .responses.stateless import StatelessResponsesHandler
-from .routes import Route, classify
+from .responses.websocket import ResponsesSocket
+from .routes import Route, classify, is_responses_socket
 from .settings import RetentionSettings
 from .store import make_store
 from .store.base import ResponseStore, StoreConfigurationError, StoreError
@@ -100,6 +102,9 @@ class RetentionMiddleware:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(scope, receive, send)
+            elif scope["type"] == "websocket" and is_responses_socket(scope["path"]):
+                # Each response.create on the socket is served as a POST through __call__ itself.
+                await ResponsesSocket(self, scope, receive, send, self.settings.max_body).run()
             else:
                 await self.app(scope, receive, send)
             return

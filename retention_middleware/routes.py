@@ -65,3 +65,8 @@ def classify(method: str, path: str) -> tuple[Route, str | None]:
             if not input_items and method == "DELETE":
                 return Route.RESPONSES_DELETE, response_id
     return Route.OTHER, None
+
+
+def is_responses_socket(path: str) -> bool:
+    """Whether a WebSocket to ``path`` is the Responses API's WebSocket mode (``/v1/responses``)."""
+    return path.rstrip("/") in ("/v1/responses", "/responses")

@@ -137,6 +137,13 @@ def input_words(value: Any) -> tuple[int, list[str]]:
         return len(words), words
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise invalid("input", "a string or an array of input items")
+    calls = {item.get("call_id") for item in value if item.get("type") == "function_call"}
+    for position, item in enumerate(value):
+        if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            raise invalid_request(
+                f"No tool call found for function call output with call_id {str(item.get('call_id'))[:64]!r}.",
+                param=f"input[{position}]", code="invalid_value",
+            )  # fmt: skip
     total = 0
     last_user: list[str] = []
     for item in value:
