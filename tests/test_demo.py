@@ -116,7 +116,7 @@ async def test_chat_json_echoes_the_last_user_message(client: httpx.AsyncClient,
         "prompt_tokens": 15,
         "completion_tokens": 5,
         "total_tokens": 20,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
@@ -150,7 +150,7 @@ async def test_chat_stream_include_usage_adds_one_usage_chunk_before_done(client
         "prompt_tokens": 3,
         "completion_tokens": 3,
         "total_tokens": 6,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     assert all("usage" not in c for c in events[:-2])
 
@@ -229,7 +229,7 @@ async def test_embeddings_are_deterministic_unit_vectors(client: httpx.AsyncClie
         "prompt_tokens": 4,
         "total_tokens": 4,
         "completion_tokens": 0,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 

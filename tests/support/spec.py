@@ -4,7 +4,8 @@ The spec (tests/spec/, pinned revision) is OpenAPI 3.1, whose schemas are JSON S
 ``jsonschema`` validates against ``#/components/schemas/<Name>`` directly. Its ``discriminator``
 keywords have no ``mapping``; a validator following OpenAPI's implicit mapping would look for schemas
 named after each type value, which do not exist, so they are stripped and every ``oneOf`` is checked
-as plain JSON Schema. ``SpecValidator.count`` says how many validations a run made.
+as plain JSON Schema. Some schemas still use OpenAPI 3.0's ``nullable: true``, which JSON Schema would
+ignore; it is read as the spec means it (null allowed). ``SpecValidator.count`` says how many validations a run made.
 """
 
 from __future__ import annotations
@@ -23,18 +24,29 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openai-openapi.js
 _URI = "urn:openai-openapi"
 
 
-def _strip_discriminators(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {key: _strip_discriminators(value) for key, value in node.items() if key != "discriminator"}
+def _as_json_schema(node: Any) -> Any:
+    """The spec's schemas as plain JSON Schema 2020-12: ``discriminator`` dropped, and the OpenAPI 3.0
+    ``nullable: true`` some schemas still carry (JSON Schema ignores it) turned into a null type."""
     if isinstance(node, list):
-        return [_strip_discriminators(value) for value in node]
-    return node
+        return [_as_json_schema(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    schema = {key: _as_json_schema(value) for key, value in node.items() if key != "discriminator"}
+    if schema.pop("nullable", False) is True:
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            schema["type"] = [kind, "null"]
+        if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+            schema["enum"] = [*schema["enum"], None]
+        if "type" not in schema:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
 
 
 @cache
 def _spec() -> dict[str, Any]:
     with gzip.open(SPEC_PATH, "rb") as handle:
-        spec: dict[str, Any] = _strip_discriminators(json.load(handle))
+        spec: dict[str, Any] = _as_json_schema(json.load(handle))
     return spec
 
 
