@@ -13,7 +13,7 @@ import pytest
 
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
-from retention_middleware.responses.insert import event_response_start, insert_members, missing_keys
+from retention_middleware.responses.insert import KeyInserter
 
 from support.asgi_tools import asgi_client, random_split, read_request_body, send_pieces
 
@@ -73,20 +73,33 @@ async def test_absent_keys_are_inserted_everywhere_the_client_looks(stream: bool
     assert all(r["store"] is True and r["previous_response_id"] == first_id for r in responses_in(second))
     assert all(r["store"] is False and r["previous_response_id"] is None for r in responses_in(unstored))
     assert stored["store"] is True and stored["previous_response_id"] == first_id
-    # Inserted at the front, the upstream's own bytes after them untouched.
-    assert first.content.count(b'{"store":true,"previous_response_id":null,"id":"resp_keyless1"') == len(
-        responses_in(first)
-    )
+    # Inserted where each response object closes, the upstream's own bytes untouched around them.
+    inserted = b',"store":true,"previous_response_id":null}'
+    assert first.content.count(inserted) == len(responses_in(first))
 
 
-def test_insertion_keeps_every_other_byte() -> None:
-    raw = (
-        b'event: response.created\ndata: {"type":"response.created","response": {"id":"r","x":"\\"response\\":{"}}\n\n'
-    )
-    members = missing_keys({"id": "r"}, True, "resp_0")
-    brace = event_response_start(raw)
-    assert brace is not None
-    out = insert_members(raw, brace, members)
-    assert out == raw.replace(b'"response": {', b'"response": {"store":true,"previous_response_id":"resp_0",')
-    assert insert_members(b"{}", 0, b'"store":false,') == b'{"store":false}'
-    assert missing_keys({"store": False, "previous_response_id": None}, True, None) == b""
+@pytest.mark.parametrize("seed", range(30))
+def test_insertion_keeps_every_other_byte_however_the_stream_is_split(seed: int) -> None:
+    tricky = {"id": "r", "x": '"response":{"store":1}', "nested": {"store": [1, {"a": "}"}]}, "e": '\\"'}
+    events = [
+        {"type": "response.created", "response": tricky, "sequence_number": 0},
+        {"type": "response.output_text.delta", "delta": '{"response":{}}', "sequence_number": 1},
+        {"sequence_number": 2, "response": {}, "type": "response.completed"},
+        {"type": "response.completed", "response": {"store": False, "previous_response_id": None}},
+    ]
+    raw = b"".join(b"event: x\ndata: " + orjson.dumps(event) + b"\n\n" for event in events)
+    inserter = KeyInserter(sse=True, store=True, previous_response_id="resp_0")
+    out = b"".join(inserter.feed(piece) for piece in random_split(raw, random.Random(seed), max_piece=7))
+    members = b'"store":true,"previous_response_id":"resp_0"'
+    parsed = [json.loads(line[6:]) for line in out.decode().splitlines() if line.startswith("data: ")]
+    assert parsed[0]["response"] == {**tricky, "store": True, "previous_response_id": "resp_0"}
+    assert parsed[1] == events[1]  # a delta is never touched, whatever its text looks like
+    assert parsed[2]["response"] == {"store": True, "previous_response_id": "resp_0"}
+    assert parsed[3] == events[3]  # both keys present: nothing to insert
+    assert out.replace(b"," + members, b"").replace(members, b"") == raw
+
+
+def test_a_json_body_gets_the_keys_before_its_last_brace() -> None:
+    inserter = KeyInserter(sse=False, store=False, previous_response_id=None)
+    body = b'{"id": "r",\n "output": [{"store": 1}]}\n'
+    assert inserter.feed(body) == b'{"id": "r",\n "output": [{"store": 1}],"store":false,"previous_response_id":null}\n'

@@ -18,7 +18,7 @@ from ..wire.json_object import json_object
 from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
 from ..wire.sse import MAX_EVENT_BYTES, SSEParser
 from ..wire.tee import BodyKind, body_kind_of, without_content_length
-from . import insert
+from .insert import KeyInserter
 from .patch import StreamingPatcher
 
 OnResponseId = Callable[[str], None]
@@ -28,10 +28,8 @@ OnFinal = Callable[[dict[str, Any]], Awaitable[None]]
 class ResponseCapture:
     """A send wrapper for one ``POST /v1/responses``.
 
-    ``store`` and ``previous_response_id`` are what the client asked; a response object the upstream
-    sent without those keys gets them inserted (``insert``), which needs the whole object: the bytes
-    of an SSE event are held until the event is complete (servers send one event per message, so in
-    practice nothing waits), and a JSON body until its last message.
+    ``store`` and ``previous_response_id`` are what the client asked: values the upstream wrote are
+    rewritten (``patch``), keys it did not write are inserted (``insert``), both as the bytes pass.
     """
 
     __slots__ = (
@@ -43,9 +41,9 @@ class ResponseCapture:
         "on_final",
         "store",
         "previous_response_id",
+        "inserter",
         "kind",
         "parser",
-        "held",
         "json_body",
         "seen_id",
     )
@@ -70,9 +68,9 @@ class ResponseCapture:
         self.on_final = on_final
         self.store = store
         self.previous_response_id = previous_response_id
+        self.inserter: KeyInserter | None = None
         self.kind = BodyKind.OTHER
         self.parser = SSEParser()
-        self.held = bytearray()  # bytes of an SSE event, or of a JSON body, not yet complete
         self.json_body: bytearray | None = bytearray()
         self.seen_id = False
 
@@ -84,6 +82,9 @@ class ResponseCapture:
             if self.kind is BodyKind.SSE:
                 self.exchange.record.stream = True
             if self.kind is not BodyKind.OTHER:
+                self.inserter = KeyInserter(
+                    sse=self.kind is BodyKind.SSE, store=self.store, previous_response_id=self.previous_response_id
+                )
                 message = without_content_length(message)  # restoring a value may change the length
             await self.downstream(message)
             return
@@ -92,87 +93,39 @@ class ResponseCapture:
             return
         body: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
+        final: dict[str, Any] | None = None
         if self.kind is BodyKind.SSE:
-            body, final = self._sse(body, more)
+            for event in self.parser.feed(body):
+                final = self._inspect_event(event.data) or final
         else:
-            body, final = self._json(body, more)
+            final = self._collect_json(body, more)
         if final is not None:
             await self.on_final(final)
+        if self.inserter is not None:
+            body = self.inserter.feed(body)
         if self.patcher is not None:
             # Possibly empty when the whole chunk is the start of a pattern; it is sent all the same,
             # so there is one message out for every message in.
             body = self.patcher.feed(body, final=not more)
         await self.downstream({"type": "http.response.body", "body": body, "more_body": more})
 
-    def _sse(self, body: bytes, more: bool) -> tuple[bytes, dict[str, Any] | None]:
-        """The bytes to send on for this message (complete events, keys inserted) and the final response."""
-        events = self.parser.feed(body)
-        final: dict[str, Any] | None = None
-        insertions: list[bytes] = []
-        for event in events:
-            response, terminal = self._inspect_event(event.data)
-            insertions.append(b"" if response is None else self._missing(response))
-            if terminal:
-                final = response
-        held = self.held
-        if not held and not any(insertions) and sum(event.raw_length for event in events) == len(body):
-            return body, final  # whole events, nothing to insert: the very bytes that came in
-        held += body
-        out = bytearray()
-        position = 0
-        for event, members in zip(events, insertions, strict=True):
-            end = position + event.raw_length
-            raw = held[position:end]
-            brace = insert.event_response_start(raw) if members else None
-            out += raw if brace is None else insert.insert_members(raw, brace, members)
-            position = end
-        del held[:position]
-        if not more or len(held) > MAX_EVENT_BYTES:
-            out += held
-            held.clear()
-        return bytes(out), final
-
-    def _json(self, body: bytes, more: bool) -> tuple[bytes, dict[str, Any] | None]:
-        if self.json_body is None:
-            return body, None  # too large to inspect: passed on as it comes
-        held = self.held
-        held += body
-        final = self._collect_json(body, more)
-        if self.json_body is None:  # this message made it too large: let go of what was held
-            out = bytes(held)
-            held.clear()
-            return out, None
-        if more:
-            return b"", None
-        out = bytes(held)
-        held.clear()
-        if final is not None:
-            members = self._missing(final)
-            brace = insert.object_start(out) if members else None
-            if brace is not None:
-                out = insert.insert_members(out, brace, members)
-        return out, final
-
-    def _missing(self, response: dict[str, Any]) -> bytes:
-        return insert.missing_keys(response, self.store, self.previous_response_id)
-
-    def _inspect_event(self, data: bytes) -> tuple[dict[str, Any] | None, bool]:
-        """Meter one SSE event; its response object, and whether it is the terminal event."""
+    def _inspect_event(self, data: bytes) -> dict[str, Any] | None:
+        """Meter one SSE event; the response object when it is the terminal event."""
         event = json_object(data)
         if event is None:
-            return None, False
+            return None
         if self.guard is not None:
             text = response_event_text(event)
             if text is not None:
                 self.guard.add_generated(*text)
         response = event.get("response")
         if not isinstance(response, dict):
-            return None, False
+            return None
         self._learn_id(response)
         if event.get("type") in RESPONSE_TERMINAL_EVENTS:
             self.exchange.record.usage = normalise_usage(response.get("usage"))
-            return response, True
-        return response, False
+            return response
+        return None
 
     def _collect_json(self, body: bytes, more: bool) -> dict[str, Any] | None:
         collected = self.json_body
