@@ -19,11 +19,12 @@ from typing import Any
 
 import orjson
 
-_SPECIAL = re.compile(rb'["\\{}\[\],:\n]')
+_SPECIAL = re.compile(rb'["\\{}\[\],:]')
 _IN_STRING = re.compile(rb'["\\]')
-_QUOTE, _BACKSLASH, _NEWLINE = ord('"'), ord("\\"), ord("\n")
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN, _CLOSE = frozenset(b"{["), frozenset(b"}]")
 _KEYS = (b"store", b"previous_response_id")
+_TYPE_FIRST = b'{"type":"'
 # Events that carry a response object; any other type is skipped unread.
 _RESPONSE_EVENTS = frozenset(
     {
@@ -81,11 +82,28 @@ class KeyInserter:
                 if newline == -1:
                     break
                 self.skip_line = False
-                self._reset()
+                if self.stack:
+                    self._reset()
                 position = newline + 1
                 continue
             if self.in_string:
                 position = self._string(chunk, position)
+                continue
+            if self.sse and not self.stack:
+                # Between events only an object's opening brace matters. An event that names its type
+                # first (as servers write them) and carries no response is skipped without parsing.
+                brace = chunk.find(b"{", position)
+                if brace == -1:
+                    break
+                value = brace + len(_TYPE_FIRST)
+                if chunk.startswith(_TYPE_FIRST, brace):
+                    close = chunk.find(b'"', value)
+                    if close != -1 and chunk[value:close] not in _RESPONSE_EVENTS and b"\\" not in chunk[value:close]:
+                        self.skip_line = True
+                        position = close + 1
+                        continue
+                position = brace + 1
+                self._structural(chunk[brace], brace, insertions)
                 continue
             match = _SPECIAL.search(chunk, position)
             if match is None:
@@ -178,8 +196,6 @@ class KeyInserter:
                 self._reset()
         elif byte == ord(","):
             self.expect_key = depth > 0 and self.stack[-1] == ord("{")
-        elif byte == _NEWLINE and self.sse and depth == 0:
-            self._reset()
 
 
 def restore_keys(response: dict[str, Any], store: bool, previous_response_id: str | None) -> None:
