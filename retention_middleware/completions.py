@@ -9,6 +9,8 @@ every stream is metered and the client still gets exactly what it asked for.
 
 from __future__ import annotations
 
+import enum
+import re
 from typing import Any
 
 import orjson
@@ -26,6 +28,29 @@ from .wire.metering import completion_chunk_texts, is_usage_only_chunk, normalis
 from .wire.request_body import ClientGone, read_body, replay, with_body_length
 from .wire.sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
 from .wire.tee import BodyKind, body_kind_of, without_content_length
+
+
+class _Edit(enum.Enum):
+    KEEP = 0  # falsy members would read as "changed": compare with ``is``
+    DROP = 1
+    CUT_NULL_USAGE = 2
+
+    def __bool__(self) -> bool:
+        return self is not _Edit.KEEP
+
+
+# The member as servers write it, with the comma that joins it to its neighbour. "usage" can only
+# be a key here (inside a JSON string its quotes would be escaped) and chunks nest no other usage.
+_NULL_USAGE_AFTER = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
+_NULL_USAGE_BEFORE = re.compile(rb'"usage"\s*:\s*null\s*,\s*')
+
+
+def without_null_usage(raw_event: bytes) -> bytes:
+    """One raw SSE event with its top-level ``"usage": null`` member removed, every other byte kept."""
+    cut, count = _NULL_USAGE_AFTER.subn(b"", raw_event, count=1)
+    if count:
+        return cut
+    return _NULL_USAGE_BEFORE.sub(b"", raw_event, count=1)
 
 
 def _client_wants_usage(body: dict[str, Any]) -> bool:
@@ -170,19 +195,23 @@ class UsageTee:
         # The usage-only chunk can arrive split across messages, so bytes of an unfinished event are
         # held until it completes; an SSE client can do nothing with half an event anyway. Servers
         # send one event per message, so in practice nothing is held and nothing is coalesced.
+        # OpenAI-style upstreams asked for usage also add "usage": null to every other chunk; that
+        # member is cut out too, so the client gets the bytes it would have got without the request.
         events = self.parser.feed(body)
-        removed = [self._inspect(event) for event in events]
+        edits = [self._inspect(event) for event in events]
         held = self.held
-        if not held and not any(removed) and sum(event.raw_length for event in events) == len(body):
-            await self.downstream(message)  # whole events, none removed: the very message that came in
+        if not held and not any(edits) and sum(event.raw_length for event in events) == len(body):
+            await self.downstream(message)  # whole events, none changed: the very message that came in
             return
         held += body
         out = bytearray()
         position = 0
-        for event, remove in zip(events, removed, strict=True):
+        for event, edit in zip(events, edits, strict=True):
             end = position + event.raw_length
-            if not remove:
+            if edit is _Edit.KEEP:
                 out += held[position:end]
+            elif edit is _Edit.CUT_NULL_USAGE:
+                out += without_null_usage(bytes(held[position:end]))
             position = end
         del held[:position]
         if not more or len(held) > MAX_EVENT_BYTES:
@@ -191,14 +220,15 @@ class UsageTee:
         # One message out for every message in, even an empty one, so the stream keeps its rhythm.
         await self.downstream({"type": "http.response.body", "body": bytes(out), "more_body": more})
 
-    def _inspect(self, event: SSEEvent) -> bool:
-        """Meter one event; True when it is the usage-only chunk this middleware asked for."""
+    def _inspect(self, event: SSEEvent) -> _Edit:
+        """Meter one event; what strip mode does with it (drop the usage-only chunk this middleware
+        asked for, cut the ``"usage": null`` it made the upstream add)."""
         data = event.data
         if data == DONE:
-            return False
+            return _Edit.KEEP
         chunk = json_object(data)
         if chunk is None:
-            return False
+            return _Edit.KEEP
         if self.assembler is not None:
             self.assembler.add(chunk)
         usage = normalise_usage(chunk.get("usage"))
@@ -207,7 +237,13 @@ class UsageTee:
         if self.guard is not None:
             for key, text in completion_chunk_texts(chunk):
                 self.guard.add_generated(key, text)
-        return self.strip_usage and is_usage_only_chunk(chunk)
+        if not self.strip_usage:
+            return _Edit.KEEP
+        if is_usage_only_chunk(chunk):
+            return _Edit.DROP
+        if "usage" in chunk and chunk["usage"] is None:
+            return _Edit.CUT_NULL_USAGE
+        return _Edit.KEEP
 
     def _collect_json(self, body: bytes, more: bool) -> None:
         collected = self.json_body

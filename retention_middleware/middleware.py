@@ -1,6 +1,7 @@
 """RetentionMiddleware: classify each request and hand it to the handler that owns it.
 
-Pure ASGI. Websocket scopes pass straight through; the lifespan passes through with one addition,
+Pure ASGI. Websocket scopes pass straight through, except the Responses API's WebSocket mode on
+``/v1/responses`` (``responses.websocket``); the lifespan passes through with one addition,
 preparing the store at start-up (and closing it at shutdown). Every HTTP request gets exactly one
 access-log line, also when the app raises or the client goes away.
 """
@@ -26,7 +27,10 @@ from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
 from .responses import CreateResponseHandler, StoredResponseHandler
-from .routes import Route, classify
+from .responses.listing import ListResponsesHandler
+from .responses.stateless import StatelessResponsesHandler
+from .responses.websocket import ResponsesSocket
+from .routes import Route, classify, is_responses_socket
 from .settings import RetentionSettings
 from .store import make_store
 from .store.base import ResponseStore, StoreConfigurationError, StoreError
@@ -97,6 +101,9 @@ class RetentionMiddleware:
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
+            Route.RESPONSES_LIST: ListResponsesHandler(self.store),
+            Route.RESPONSES_COMPACT: StatelessResponsesHandler(app, settings, self.store),
+            Route.RESPONSES_INPUT_TOKENS: StatelessResponsesHandler(app, settings, self.store),
             Route.MODELS: ModelsDisclosureHandler(app, settings),
             Route.RETENTION_ERASE: ErasureHandler(self.store, inflight, conversations=self.conversations),
             Route.CONVERSATIONS: ConversationsHandler(self.conversations, settings),
@@ -106,6 +113,9 @@ class RetentionMiddleware:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(scope, receive, send)
+            elif scope["type"] == "websocket" and is_responses_socket(scope["path"]):
+                # Each response.create on the socket is served as a POST through __call__ itself.
+                await ResponsesSocket(self, scope, receive, send, self.settings.max_body).run()
             else:
                 await self.app(scope, receive, send)
             return

@@ -18,6 +18,9 @@ class Route(enum.Enum):
     RESPONSES_RETRIEVE = "responses.retrieve"
     RESPONSES_DELETE = "responses.delete"
     RESPONSES_INPUT_ITEMS = "responses.input_items"
+    RESPONSES_LIST = "responses.list"
+    RESPONSES_COMPACT = "responses.compact"
+    RESPONSES_INPUT_TOKENS = "responses.input_tokens"
     MODELS = "models"
     RETENTION_ERASE = "retention.erase"
     CONVERSATIONS = "conversations"
@@ -31,6 +34,9 @@ for _prefix in ("/v1", ""):
     _EXACT[("POST", f"{_prefix}/embeddings")] = Route.EMBEDDINGS
     _EXACT[("POST", f"{_prefix}/responses")] = Route.RESPONSES_CREATE
     _EXACT[("GET", f"{_prefix}/models")] = Route.MODELS
+    _EXACT[("GET", f"{_prefix}/responses")] = Route.RESPONSES_LIST
+    _EXACT[("POST", f"{_prefix}/responses/compact")] = Route.RESPONSES_COMPACT
+    _EXACT[("POST", f"{_prefix}/responses/input_tokens")] = Route.RESPONSES_INPUT_TOKENS
 _EXACT[("DELETE", "/v1/retention/data")] = Route.RETENTION_ERASE
 
 # The id segment is taken as it stands; its syntax is checked by the handler, which can answer with
@@ -64,3 +70,8 @@ def classify(method: str, path: str) -> tuple[Route, str | None]:
             if not input_items and method == "DELETE":
                 return Route.RESPONSES_DELETE, response_id
     return Route.OTHER, None
+
+
+def is_responses_socket(path: str) -> bool:
+    """Whether a WebSocket to ``path`` is the Responses API's WebSocket mode (``/v1/responses``)."""
+    return path.rstrip("/") in ("/v1/responses", "/responses")

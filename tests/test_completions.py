@@ -13,6 +13,7 @@ import pytest
 
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware._types import Receive, Scope, Send
+from retention_middleware.completions import without_null_usage
 
 from support.asgi_tools import SentMessages, asgi_client, capture_all_logs, random_split, read_request_body, send_pieces
 
@@ -94,13 +95,15 @@ async def test_usage_is_requested_upstream_and_hidden_from_a_client_that_did_not
     assert received.endswith(b"data: [DONE]\n\n")
     chunks = [json.loads(line[6:]) for line in received.decode().split("\n") if line.startswith("data: {")]
     assert all(chunk["choices"] for chunk in chunks)  # no usage-only chunk reached the client
-    if "chat" not in path:
-        # Completions chunks carry no null usage field, so the client's stream is exactly the one it
-        # would have had without include_usage.
-        assert received == expected + b"data: [DONE]\n\n"
+    # The usage-only chunk and every "usage": null the request made the upstream add are gone: the
+    # client's stream is exactly the one it would have had without include_usage.
+    assert b'"usage"' not in received
+    assert received == expected + b"data: [DONE]\n\n"
     # one message out per message in; the usage chunk's message leaves empty
     assert len(outer.body_messages) == len(server.sent)
-    assert [m["body"] for m in outer.body_messages if m["body"]] == [e for e in server.sent if b'"usage":{' not in e]
+    assert [m["body"] for m in outer.body_messages if m["body"]] == [
+        e.replace(b',"usage":null', b"") for e in server.sent if b'"usage":{' not in e
+    ]
     entry = json.loads(logs.access_lines()[0])
     assert entry["usage"] == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15, "cached_tokens": 8,
                               "reasoning_tokens": 1}  # fmt: skip
@@ -113,12 +116,24 @@ async def test_usage_chunk_split_across_messages_is_still_removed(seed: int) -> 
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with capture_all_logs() as logs:
         response = await post(RetentionMiddleware(server, RetentionSettings()), "/v1/chat/completions", body)
-    expected = (
-        b"".join(line for line in [b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(True)[:-1]])
-        + b"data: [DONE]\n\n"
-    )
-    assert response.content == expected
+    expected = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(False)) + b"data: [DONE]\n\n"
+    assert response.content == expected  # the same bytes as a stream never asked for usage
     assert json.loads(logs.access_lines()[0])["usage"]["total_tokens"] == 15
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'data: {"id":"c","choices":[],"usage":null}\n\n',
+        b'data: {"id":"c","usage":null,"choices":[]}\n\n',
+        b'data: {"id": "c", "choices": [], "usage": null}\n\n',
+        b'data: {"usage" : null , "id":"c"}\n\n',
+    ],
+)
+def test_a_null_usage_member_is_cut_with_its_comma(raw: bytes) -> None:
+    cut = without_null_usage(raw)
+    assert b"usage" not in cut
+    assert json.loads(cut[6:]) == {k: v for k, v in json.loads(raw[6:]).items() if k != "usage"}
 
 
 async def test_a_client_that_asked_for_usage_gets_everything_byte_for_byte() -> None:

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -182,3 +183,25 @@ async def test_caller_key_mode_only_the_callers_own_key_reads(response_store: Re
     operator = middleware(response_store, clock)  # same database and secret, plus a master key
     async with asgi_client(operator) as client:
         assert (await client.get(f"/v1/responses/{again['id']}", headers=bearer("sk-a"))).status_code == 404
+
+
+async def test_listed_responses_are_opened_and_one_that_fails_to_decrypt_is_left_out(
+    response_store: ResponseStore, clock: FakeClock
+) -> None:
+    app = middleware(response_store, clock)
+    texts = [canary() for _ in range(3)]
+    async with asgi_client(app) as client:
+        created = []
+        for text in texts:
+            created.append((await create(client, "sk-a", text)).json())
+            clock.advance(timedelta(seconds=1))  # distinct creation times: the list's order is theirs
+        listed = await client.get("/v1/responses", params={"order": "asc"}, headers=bearer("sk-a"))
+        assert [entry["id"] for entry in listed.json()["data"]] == [entry["id"] for entry in created]
+        assert listed.json()["data"] == created  # opened: exactly what each create answered
+        await tamper(response_store, tenant_of("sk-a"), created[1]["id"])
+        with capture_all_logs() as logs:
+            again = await client.get("/v1/responses", params={"order": "asc"}, headers=bearer("sk-a"))
+        assert again.status_code == 200
+        assert created[1]["id"] not in [entry["id"] for entry in again.json()["data"]]
+        assert texts[0] in again.text and texts[1] not in again.text
+        assert all(text not in logs.text() for text in texts)

@@ -116,7 +116,7 @@ async def test_chat_json_echoes_the_last_user_message(client: httpx.AsyncClient,
         "prompt_tokens": 15,
         "completion_tokens": 5,
         "total_tokens": 20,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
@@ -150,7 +150,7 @@ async def test_chat_stream_include_usage_adds_one_usage_chunk_before_done(client
         "prompt_tokens": 3,
         "completion_tokens": 3,
         "total_tokens": 6,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     assert all("usage" not in c for c in events[:-2])
 
@@ -229,7 +229,7 @@ async def test_embeddings_are_deterministic_unit_vectors(client: httpx.AsyncClie
         "prompt_tokens": 4,
         "total_tokens": 4,
         "completion_tokens": 0,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
@@ -284,7 +284,7 @@ async def test_responses_json_echoes_and_counts_the_whole_history(client: httpx.
     # 3 + 2 + 2 (arguments) + 3 + 3 input words, plus 2 of instructions.
     assert answer["usage"] == {
         "input_tokens": 15,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": 3,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 18,
@@ -347,7 +347,7 @@ async def test_responses_stream_matches_the_recorded_vllm_event_sequence(client:
     done = next(e for e in events if e["type"] == "response.output_text.done")
     assert "".join(deltas) == done["text"] == "one two three four"
     created, completed = events[0]["response"], events[-1]["response"]
-    assert created["status"] == "in_progress" and created["output"] == [] and created["usage"] is None
+    assert created["status"] == "in_progress" and created["output"] == [] and created["usage"]["output_tokens"] == 0
     assert completed["id"] == created["id"]
     assert completed["status"] == "completed"
     assert completed["output"] == [events[-2]["item"]]

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ..store.base import ContentRecord, ResponseChain, ResponseStore, StoredResponse
+from ..store.base import ContentRecord, ResponseChain, ResponsePage, ResponseStore, StoredResponse
 from .cipher import DecryptError
 from .context import note_decrypt_failure
 from .fields import FieldSealer
@@ -101,6 +101,16 @@ class EncryptingStore:
             if opened is not None:  # one that does not open is missing: the chain names it
                 ancestors[ancestor_id] = opened
         return ResponseChain(response=root, ancestors=ancestors)
+
+    async def list_responses(
+        self, tenant: str, *, limit: int, order: str, after: str | None = None, before: str | None = None
+    ) -> ResponsePage | None:
+        page = await self.inner.list_responses(tenant, limit=limit, order=order, after=after, before=before)
+        if page is None:
+            return None
+        opened = [record for record in [await self._opened(sealed) for sealed in page.responses] if record]
+        # A record that does not open is left out of the page, as if missing (fail closed).
+        return ResponsePage(responses=opened, has_more=page.has_more)
 
     async def delete(self, tenant: str, response_id: str) -> bool:
         return await self.inner.delete(tenant, response_id)  # needs no key: a caller can always delete

@@ -16,6 +16,7 @@ import orjson
 from .._types import Receive, Scope, Send
 from ..errors import OpenAIError, invalid_request, send_error, send_json
 from .chat import create_chat_completion, create_completion
+from .compact import compact, count_input_tokens
 from .embeddings import create_embeddings
 from .responses import create_response
 from .text import Body
@@ -44,6 +45,8 @@ class EchoModel:
             "/v1/completions": self._completions,
             "/v1/embeddings": self._embeddings,
             "/v1/responses": self._responses,
+            "/v1/responses/compact": self._compact,
+            "/v1/responses/input_tokens": self._input_tokens,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,6 +106,12 @@ class EchoModel:
 
     async def _responses(self, body: Body, receive: Receive, send: Send) -> None:
         await create_response(body, receive, send, model=self.model, delay=self.chunk_delay)
+
+    async def _compact(self, body: Body, receive: Receive, send: Send) -> None:
+        await compact(body, send, model=self.model)
+
+    async def _input_tokens(self, body: Body, receive: Receive, send: Send) -> None:
+        await count_input_tokens(body, send, model=self.model)
 
 
 async def _read_json(receive: Receive) -> Body | None:

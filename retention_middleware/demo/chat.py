@@ -31,7 +31,8 @@ def _chat_usage(prompt: int, completion: int) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "total_tokens": prompt + completion,
         "completion_tokens": completion,
-        "prompt_tokens_details": None,
+        # vLLM writes null here; the spec admits only an object, and the demo is schema-complete.
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
@@ -84,6 +85,7 @@ async def _complete(
             message: dict[str, Any] = {
                 "role": "assistant",
                 "content": text,
+                "refusal": None,
                 "reasoning_content": None,
                 "tool_calls": [],
             }

@@ -43,7 +43,7 @@ async def create_embeddings(body: Body, send: Send, *, model: str) -> None:
         "id": f"embd-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
         "model": model_of(body, model), "data": data,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
-                  "prompt_tokens_details": None},
+                  "prompt_tokens_details": {"cached_tokens": 0}},
     }  # fmt: skip
     await send_json(send, 200, orjson.dumps(result))
 

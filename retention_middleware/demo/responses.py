@@ -34,10 +34,10 @@ async def create_response(body: Body, receive: Receive, send: Send, *, model: st
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise invalid("instructions", "a string")
-    prompt, last_user = _response_input(body["input"])
+    prompt, last_user = input_words(body["input"])
     prompt += len(words_of(instructions))
     tokens = generate(last_user, limit_of(body, "max_output_tokens"))
-    response = _response_object(body, instructions, model)
+    response = _response_object(body, instructions, model, prompt)
     item_id = f"msg_{uuid.uuid4().hex}"
     text = " ".join(tokens)
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
@@ -48,12 +48,10 @@ async def create_response(body: Body, receive: Receive, send: Send, *, model: st
         "role": "assistant",
         "content": [part],
     }
-    usage = {
-        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": len(tokens), "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt + len(tokens),
+    completed = {
+        **response, "status": "completed", "completed_at": int(time.time()), "output": [item],
+        "usage": _usage(prompt, len(tokens)),
     }  # fmt: skip
-    completed = {**response, "status": "completed", "output": [item], "usage": usage}
     if not flag_of(body, "stream"):
         await send_json(send, 200, orjson.dumps(completed))
         return
@@ -88,30 +86,64 @@ async def create_response(body: Body, receive: Receive, send: Send, *, model: st
         stream.close()
 
 
-def _response_object(body: Body, instructions: str | None, default_model: str) -> dict[str, Any]:
-    """The response as ``response.created`` shows it; the request's settings echoed back."""
-    return {
+def _response_object(body: Body, instructions: str | None, default_model: str, prompt: int) -> dict[str, Any]:
+    """The response as ``response.created`` shows it; the request's settings echoed back, every field
+    the spec and the Open Responses schema know present with a valid value."""
+    requested = body.get("text")
+    text: dict[str, Any] = requested if isinstance(requested, dict) else {}
+    response: dict[str, Any] = {
         "id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time()),
-        "status": "in_progress", "background": False, "error": None, "incomplete_details": None,
-        "instructions": instructions, "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": None, "metadata": body.get("metadata"), "model": model_of(body, default_model),
-        "output": [], "parallel_tool_calls": body.get("parallel_tool_calls", True),
-        "previous_response_id": None, "prompt": None, "reasoning": body.get("reasoning"),
-        "service_tier": body.get("service_tier") or "auto", "store": body.get("store", True),
-        "temperature": body.get("temperature", 1.0), "text": body.get("text"),
-        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
-        "top_logprobs": None, "top_p": body.get("top_p", 1.0),
-        "truncation": body.get("truncation") or "disabled", "usage": None, "user": body.get("user"),
+        "completed_at": None, "status": "in_progress", "background": False, "error": None,
+        "incomplete_details": None, "instructions": instructions,
+        "max_output_tokens": body.get("max_output_tokens"), "max_tool_calls": body.get("max_tool_calls"),
+        "metadata": body.get("metadata") or {}, "model": model_of(body, default_model), "output": [],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
+        "presence_penalty": body.get("presence_penalty") or 0.0,
+        "frequency_penalty": body.get("frequency_penalty") or 0.0,
+        "prompt_cache_key": body.get("prompt_cache_key"), "reasoning": body.get("reasoning"),
+        "safety_identifier": body.get("safety_identifier"), "service_tier": body.get("service_tier") or "default",
+        "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}, "verbosity": "medium", **text},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": [_tool(tool) for tool in body.get("tools") or []],
+        "top_logprobs": body.get("top_logprobs") or 0, "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation") or "disabled",
+        # Known from the start: the input. (The spec does not admit a null usage.)
+        "usage": _usage(prompt, 0),
+    }  # fmt: skip
+    if isinstance(body.get("user"), str):
+        response["user"] = body["user"]
+    return response
+
+
+def _usage(prompt: int, output: int) -> dict[str, Any]:
+    return {
+        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": output, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + output,
     }  # fmt: skip
 
 
-def _response_input(value: Any) -> tuple[int, list[str]]:
+def _tool(tool: Any) -> Any:
+    """A tool as the response lists it: a function tool with its defaults filled in, as OpenAI does."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {"description": None, "parameters": None, "strict": True, **tool}
+    return tool
+
+
+def input_words(value: Any) -> tuple[int, list[str]]:
     """Words over every input item (the whole history), and the last user message's words."""
     if isinstance(value, str):
         words = value.split()
         return len(words), words
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise invalid("input", "a string or an array of input items")
+    calls = {item.get("call_id") for item in value if item.get("type") == "function_call"}
+    for position, item in enumerate(value):
+        if item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            raise invalid_request(
+                f"No tool call found for function call output with call_id {str(item.get('call_id'))[:64]!r}.",
+                param=f"input[{position}]", code="invalid_value",
+            )  # fmt: skip
     total = 0
     last_user: list[str] = []
     for item in value:

@@ -18,6 +18,7 @@ from ..wire.json_object import json_object
 from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
 from ..wire.sse import MAX_EVENT_BYTES, SSEParser
 from ..wire.tee import BodyKind, body_kind_of, without_content_length
+from .insert import KeyInserter
 from .patch import StreamingPatcher
 
 OnResponseId = Callable[[str], None]
@@ -25,7 +26,11 @@ OnFinal = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class ResponseCapture:
-    """A send wrapper for one ``POST /v1/responses``."""
+    """A send wrapper for one ``POST /v1/responses``.
+
+    ``store`` and ``previous_response_id`` are what the client asked: values the upstream wrote are
+    rewritten (``patch``), keys it did not write are inserted (``insert``), both as the bytes pass.
+    """
 
     __slots__ = (
         "exchange",
@@ -34,6 +39,9 @@ class ResponseCapture:
         "patcher",
         "on_response_id",
         "on_final",
+        "store",
+        "previous_response_id",
+        "inserter",
         "kind",
         "parser",
         "json_body",
@@ -48,6 +56,9 @@ class ResponseCapture:
         patcher: StreamingPatcher | None,
         on_response_id: OnResponseId,
         on_final: OnFinal,
+        *,
+        store: bool = True,
+        previous_response_id: str | None = None,
     ) -> None:
         self.exchange = exchange
         self.downstream = downstream
@@ -55,6 +66,9 @@ class ResponseCapture:
         self.patcher = patcher
         self.on_response_id = on_response_id
         self.on_final = on_final
+        self.store = store
+        self.previous_response_id = previous_response_id
+        self.inserter: KeyInserter | None = None
         self.kind = BodyKind.OTHER
         self.parser = SSEParser()
         self.json_body: bytearray | None = bytearray()
@@ -67,7 +81,10 @@ class ResponseCapture:
             self.kind = body_kind_of(message) if 200 <= message["status"] < 300 else BodyKind.OTHER
             if self.kind is BodyKind.SSE:
                 self.exchange.record.stream = True
-            if self.patcher is not None and self.kind is not BodyKind.OTHER:
+            if self.kind is not BodyKind.OTHER:
+                self.inserter = KeyInserter(
+                    sse=self.kind is BodyKind.SSE, store=self.store, previous_response_id=self.previous_response_id
+                )
                 message = without_content_length(message)  # restoring a value may change the length
             await self.downstream(message)
             return
@@ -84,12 +101,13 @@ class ResponseCapture:
             final = self._collect_json(body, more)
         if final is not None:
             await self.on_final(final)
+        if self.inserter is not None:
+            body = self.inserter.feed(body)
         if self.patcher is not None:
             # Possibly empty when the whole chunk is the start of a pattern; it is sent all the same,
             # so there is one message out for every message in.
             body = self.patcher.feed(body, final=not more)
-            message = {"type": "http.response.body", "body": body, "more_body": more}
-        await self.downstream(message)
+        await self.downstream({"type": "http.response.body", "body": body, "more_body": more})
 
     def _inspect_event(self, data: bytes) -> dict[str, Any] | None:
         """Meter one SSE event; the response object when it is the terminal event."""

@@ -113,6 +113,8 @@ class CreateResponseHandler:
             StreamingPatcher(patterns) if patterns else None,
             turn.on_response_id,
             turn.on_final,
+            store=store,
+            previous_response_id=previous_id,
         )
         try:
             await self.app(scope, replay(upstream_body, exchange.receive), call.send(capture.send))

@@ -26,13 +26,36 @@ def input_as_items(value: Any) -> list[Any]:
     )
 
 
+# Item types the spec lists with a required ``status``; an input item sent without one was, by the
+# time it is listed, complete.
+_STATUS_TYPES = frozenset({"function_call", "function_call_output", "computer_call_output", "custom_tool_call_output"})
+
+
+def _output_part(part: Any) -> Any:
+    """An assistant message's part as the spec lists it: ``output_text`` carries its annotations."""
+    if isinstance(part, dict) and part.get("type") == "output_text":
+        return {"annotations": [], "logprobs": [], **part}
+    return part
+
+
 def normalised_item(item: dict[str, Any]) -> dict[str, Any]:
-    """An input item as ``input_items`` shows it: typed, with content as a list of parts."""
+    """An input item as ``input_items`` shows it: typed, with content as a list of parts.
+
+    An assistant message sent as shorthand (``{"role": "assistant", "content": "Hello"}``) is listed
+    as the output message it stands for: ``status`` and ``output_text`` parts with ``annotations``.
+    """
     if "type" not in item and "role" in item:
         item = {"type": "message", **item}
-    if item.get("type") == "message" and isinstance(item.get("content"), str):
+    kind = item.get("type")
+    if kind == "message" and isinstance(item.get("content"), str):
         part_type = "output_text" if item.get("role") == "assistant" else "input_text"
         item = {**item, "content": [{"type": part_type, "text": item["content"]}]}
+    if kind == "message" and item.get("role") == "assistant":
+        content = item.get("content")
+        parts = [_output_part(part) for part in content] if isinstance(content, list) else content
+        item = {**item, "status": item.get("status") or "completed", "content": parts}
+    elif kind in _STATUS_TYPES and "status" not in item:
+        item = {**item, "status": "completed"}
     return item
 
 
@@ -64,7 +87,8 @@ def list_page(response_id: str, items: list[Any], *, after: str | None, limit: i
     return {
         "object": "list",
         "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
+        # The spec types both as strings, required: an empty page has empty ones, not null.
+        "first_id": page[0]["id"] if page else "",
+        "last_id": page[-1]["id"] if page else "",
         "has_more": start + limit < len(listed),
     }

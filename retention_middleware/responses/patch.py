@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from .insert import restore_keys
+
 Pattern = tuple[bytes, bytes, bytes]
 """(key with its colon, value to replace, replacement value)."""
 
@@ -36,12 +38,14 @@ def restoration_patterns(store: bool, previous_response_id: str | None) -> list[
 
 
 def restore_in_object(response: dict[str, Any], store: bool, previous_response_id: str | None) -> None:
-    """The same restoration on a parsed response object (the copy that is stored)."""
+    """The same restoration on a parsed response object (the copy that is stored), absent keys
+    inserted as ``insert`` inserts them in the client's bytes."""
     if store and response.get("store") is False:
         response["store"] = True
     if previous_response_id is not None and "previous_response_id" in response:
         if response["previous_response_id"] is None:
             response["previous_response_id"] = previous_response_id
+    restore_keys(response, store, previous_response_id)
 
 
 class StreamingPatcher:

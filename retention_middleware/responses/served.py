@@ -17,8 +17,11 @@ from ..inflight import InFlightRegistry
 from ..routes import Route
 from ..store.base import ResponseStore, StoreError
 from .ids import checked_id
+from .include import with_include
 from .items import list_page
+from .query import retrieve_query
 from .rehydrate import store_unavailable
+from .replay import replay_events, send_sse, sse_bytes
 
 
 def _page_parameters(query_string: bytes) -> tuple[str | None, int, str]:
@@ -65,17 +68,21 @@ class StoredResponseHandler:
             await self._delete(exchange, tenant, response_id)
             return
         # Parameters are checked before the lookup, so a bad one is a 400 whether or not the id exists.
-        page_parameters = (
-            _page_parameters(exchange.scope.get("query_string", b""))
-            if exchange.route is Route.RESPONSES_INPUT_ITEMS
-            else None
-        )
+        query_string = exchange.scope.get("query_string", b"")
+        listing = exchange.route is Route.RESPONSES_INPUT_ITEMS
+        page_parameters = _page_parameters(query_string) if listing else (None, 20, "desc")
+        retrieve = None if listing else retrieve_query(query_string)
         stored = await self.store.get(tenant, response_id)
         if stored is None:
             raise not_found(response_id)
         exchange.record.model = stored.model
-        if page_parameters is None:
-            await send_json(exchange.send, 200, orjson.dumps(stored.response))
+        if retrieve is not None:
+            response = with_include(stored.response, retrieve.include)
+            if retrieve.stream:
+                exchange.record.stream = True
+                await send_sse(exchange.send, sse_bytes(replay_events(response), retrieve.starting_after))
+            else:
+                await send_json(exchange.send, 200, orjson.dumps(response))
             return
         after, limit, order = page_parameters
         page = list_page(response_id, stored.input_items, after=after, limit=limit, order=order)

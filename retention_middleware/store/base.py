@@ -81,6 +81,15 @@ class ContentRecord:
     response: Any
 
 
+@dataclass(frozen=True)
+class ResponsePage:
+    """One page of a tenant's stored responses (``GET /v1/responses``), in the order asked for."""
+
+    responses: list[StoredResponse]
+    has_more: bool
+    """Whether more responses follow in the direction of travel."""
+
+
 class ResponseStore(Protocol):
     """Persistence for stored responses and content records. Every method may raise StoreError."""
 
@@ -106,6 +115,13 @@ class ResponseStore(Protocol):
 
     async def delete_tenant(self, tenant: str) -> int:
         """Remove every stored response of the tenant; returns how many were removed."""
+
+    async def list_responses(
+        self, tenant: str, *, limit: int, order: str, after: str | None = None, before: str | None = None
+    ) -> ResponsePage | None:
+        """A page of the tenant's unexpired responses by (``created_at``, id), ``order`` "asc" or
+        "desc": the first ``limit`` after the cursor ``after``, or the last ``limit`` before ``before``.
+        None when a cursor is not one of the tenant's unexpired responses."""
 
     async def put_content(self, record: ContentRecord) -> None: ...
 

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from .base import ContentRecord, ResponseChain, StoredResponse, StoreError, StoreFull
+from .base import ContentRecord, ResponseChain, ResponsePage, StoredResponse, StoreError, StoreFull
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,30 @@ class MemoryStore:
     async def delete_tenant(self, tenant: str) -> int:
         self._ensure_started()
         return self._drop_tenant(self._responses, tenant)
+
+    async def list_responses(
+        self, tenant: str, *, limit: int, order: str, after: str | None = None, before: str | None = None
+    ) -> ResponsePage | None:
+        self._ensure_started()
+        now = self._now()
+        live = [kept for kept in self._responses.values() if kept.live(tenant, now)]
+        live.sort(key=lambda kept: (kept.record.created_at, kept.record.id), reverse=order == "desc")
+        ids = [kept.record.id for kept in live]
+        start, end = 0, len(live)
+        for cursor in (after, before):
+            if cursor is not None and cursor not in ids:
+                return None
+        if after is not None:
+            start = ids.index(after) + 1
+        if before is not None:
+            end = ids.index(before)
+        if before is not None and after is None:
+            chosen = live[max(start, end - limit) : end]
+            has_more = end - limit > start
+        else:
+            chosen = live[start : min(end, start + limit)]
+            has_more = start + limit < end
+        return ResponsePage([self._response(kept) for kept in chosen], has_more)
 
     def _drop_tenant(self, table: dict[str, _Kept[R]], tenant: str) -> int:
         keys = [key for key, kept in table.items() if kept.tenant == tenant]

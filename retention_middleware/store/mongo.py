@@ -30,11 +30,19 @@ from pymongo.monitoring import (
 )
 
 from ..settings import RetentionSettings
-from .base import ContentRecord, ResponseChain, StoreConfigurationError, StoredResponse, StoreError
+from .base import (
+    ContentRecord,
+    ResponseChain,
+    ResponsePage,
+    StoreConfigurationError,
+    StoredResponse,
+    StoreError,
+)
 from .driver_logs import install_command_document_filter
 from .mongo_documents import Document, aware, content_document, content_record, response_document, stored_response
 from .mongo_errors import translated
 from .mongo_indexes import ensure_indexes
+from .mongo_listing import list_page
 
 EventListener = CommandListener | ConnectionPoolListener | ServerHeartbeatListener | ServerListener | TopologyListener
 
@@ -228,6 +236,13 @@ class MongoStore:
             # Erasure removes expired-but-unreclaimed documents too, so the count includes them.
             result = await handles.responses.delete_many({"tenant": tenant})
         return result.deleted_count
+
+    async def list_responses(
+        self, tenant: str, *, limit: int, order: str, after: str | None = None, before: str | None = None
+    ) -> ResponsePage | None:
+        live = self._live(tenant, *(cursor for cursor in (after, before) if cursor is not None))
+        handles = await self._ready()
+        return await list_page(handles.responses, live, limit=limit, order=order, after=after, before=before)
 
     # -- content records --------------------------------------------------------------------------
 

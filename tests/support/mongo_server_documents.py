@@ -107,7 +107,8 @@ class DocumentCommands(BackendState):
     # -- reads -------------------------------------------------------------------------------------
 
     def _find(self, db: str, cmd: Doc) -> Doc:
-        self._check(cmd, "filter", "sort", "projection", "skip", "limit", "batchSize", "singleBatch")
+        # hint: mongomock has no indexes to choose between; the real server checks the name exists.
+        self._check(cmd, "filter", "sort", "projection", "skip", "limit", "batchSize", "singleBatch", "hint")
         name = cmd["find"]
         docs: list[Doc] = []
         if self._exists(db, name):
