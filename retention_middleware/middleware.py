@@ -20,6 +20,9 @@ from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .logs.access_log import AccessRecord, emit
+from .observability.health import Readiness, readiness
+from .observability.metrics import RequestMetrics
+from .observability.request_id import tag_scope
 from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
@@ -75,6 +78,9 @@ class RetentionMiddleware:
         clock = clock or _utc_now
         self.store = store if store is not None else make_store(settings, clock=clock)
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
+        self.metrics = RequestMetrics(
+            enabled=settings.metrics, tenant_label=settings.metrics_tenant_label, max_models=settings.metrics_max_models
+        )
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
         completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
@@ -102,6 +108,8 @@ class RetentionMiddleware:
         record = AccessRecord(scope["method"], scope["path"], self._tenants.tenant_of(scope["headers"]))
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
+        scope = tag_scope(scope, record)
+        self.metrics.started()
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)
         failed = False
         try:
@@ -124,6 +132,11 @@ class RetentionMiddleware:
         finally:
             exchange.finish(failed=failed)
             emit(record)
+            self.metrics.finished(route.value, record)
+
+    async def readiness(self, *, timeout: float = 2.0) -> Readiness:
+        """Whether the store can serve now (MongoDB reachable; memory store not full), for a host's probe."""
+        return await readiness(self.store, timeout=timeout)
 
     async def _passthrough(self, exchange: Exchange) -> None:
         await self.app(exchange.scope, exchange.receive, exchange.send)

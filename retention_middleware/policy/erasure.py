@@ -16,6 +16,7 @@ import orjson
 from ..errors import OpenAIError, send_error, send_json
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry
+from ..observability.metrics import count_stored
 from ..store.base import ResponseStore, StoreError
 from ..tenancy import ANONYMOUS
 
@@ -46,6 +47,7 @@ class ErasureHandler:
         try:
             responses_deleted = await self.store.delete_tenant(tenant)
             content_deleted = await self.store.delete_tenant_content(tenant)
+            count_stored("erased", responses_deleted)
         except StoreError:
             exchange.record.error = "erasure_incomplete"
             await self._incomplete(exchange, responses_deleted)
