@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +24,7 @@ from .logs.access_log import AccessRecord, emit
 from .observability.health import Readiness, readiness
 from .observability.metrics import RequestMetrics
 from .observability.request_id import tag_scope
+from .observability.startup import startup_warnings
 from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
@@ -163,6 +165,8 @@ class RetentionMiddleware:
         await self.app(scope, lifespan_receive, lifespan_send)
 
     async def _start_store(self) -> str | None:
+        for line in startup_warnings(self.settings, os.environ):
+            logger.warning("%s", line)
         try:
             await self.store.start()
         except StoreConfigurationError as error:
