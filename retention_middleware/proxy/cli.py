@@ -176,7 +176,11 @@ async def _check_store(settings: RetentionSettings) -> None:
         await store.close()
 
 
-def _banner(options: _Options, port: int) -> tuple[list[str], dict[str, Any]]:
+def _banner(options: _Options, port: int) -> str:
+    return "\n".join(_banner_parts(options, port)[0])
+
+
+def _banner_parts(options: _Options, port: int) -> tuple[list[str], dict[str, Any]]:
     upstream = "built-in echo model (--demo)" if options.demo else options.settings.upstream
     scheme = "https" if options.server.ssl_certfile else "http"
     url = f"{scheme}://{options.host}:{port}"
@@ -250,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Listen before announcing it: a client that connects as soon as it reads the banner waits in
     # the backlog until uvicorn accepts, instead of being refused while the lifespan starts up.
     sock.listen(_BACKLOG)
-    print_banner(*_banner(options, sock.getsockname()[1]), options.server.log_format)
+    print_banner(*_banner_parts(options, sock.getsockname()[1]), options.server.log_format)
     if options.server.workers > 1:
         serve_workers(sock, options.variables, options.server, _uvicorn_options(options))
         return
