@@ -70,7 +70,12 @@ class Lines:
                 return line
 
     def join(self) -> None:
+        """Wait for the end of the stream; every line is in ``seen`` afterwards."""
         self._thread.join(DEADLINE)
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.seen.append(line)
 
 
 class ProxyProcess:
