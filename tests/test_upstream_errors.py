@@ -45,6 +45,13 @@ class Upstream:
             await send({"type": "http.response.body", "body": b'{"error": "upstream text ' + CANARY.encode() + b'"}'})
             return
         await send({"type": "http.response.start", "status": 200, "headers": []})
+        if path == "/stall-mid-body":
+            await send({"type": "http.response.body", "body": b"first part", "more_body": True})
+            for _ in range(400):
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            return
         if path == "/slow":
             self.slow_started.set()
             for _ in range(400):
@@ -150,3 +157,15 @@ async def test_a_success_has_no_error_code(upstream: tuple[Upstream, str], caplo
     async with aserve(proxy_app(origin)) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
         assert (await client.get("/fast")).status_code == 200
     assert access_records(caplog)[0]["error"] is None
+
+
+async def test_an_upstream_silent_mid_body_cuts_the_answer_and_logs_upstream_timeout(
+    upstream: tuple[Upstream, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, origin = upstream
+    async with aserve(proxy_app(origin)) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        with pytest.raises(httpx.RemoteProtocolError):  # a truncated body, never one that looks complete
+            await client.get("/stall-mid-body")
+    (record,) = access_records(caplog)
+    assert record["status"] == 200 and record["error"] == "upstream_timeout"
+    assert warnings_of(caplog) == [f"upstream {origin}: 200 upstream_timeout while reading the response body"]

@@ -245,9 +245,17 @@ class UpstreamProxy:
             )
             # Each chunk goes on as aiohttp reads it. An upstream failure from here on propagates:
             # the status is already sent, so only a dropped connection can tell the client.
-            async for chunk, _ in response.content.iter_chunks():
-                if chunk:
-                    await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk, _ in response.content.iter_chunks():
+                    if chunk:
+                        await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                if not client.gone:
+                    code = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_interrupted"
+                    logger.warning("upstream %s: %s %s while reading the response body", self.upstream,
+                                   response.status, code)  # fmt: skip
+                    note_error(scope, code)
+                raise
             complete = True
             client.finishing()
             await client.send({"type": "http.response.body", "body": b"", "more_body": False})
