@@ -62,3 +62,4 @@ def test_a_conversation_continues_across_two_workers_sharing_mongodb(
         if sample.name == "retention_requests_total" and sample.labels.get("route") == "responses.create"
     ]
     assert sum(created) == len(ids)
+    assert proxy.stop() == 0  # SIGTERM: every worker drains, and the command exits 0

@@ -114,6 +114,19 @@ class _ModelLabels:
 
 _models = _ModelLabels()
 
+# labels() validates, locks and builds a key on every call; the children it returns are stable, so
+# each label combination is looked up once. Every key is bounded (routes, status classes, error
+# codes, token types, bounded model labels), and so is this cache.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
 
 def count_redaction() -> None:
     GUARD_REDACTIONS.inc()
@@ -148,16 +161,16 @@ class RequestMetrics:
         now = time.perf_counter()
         status = record.status
         status_class = f"{status // 100}xx" if status else "none"
-        REQUESTS.labels(route, status_class, record.error or "none").inc()
-        REQUEST_DURATION.labels(route, status_class).observe(now - record.started)
+        _child(REQUESTS, route, status_class, record.error or "none").inc()
+        _child(REQUEST_DURATION, route, status_class).observe(now - record.started)
         if record.first_byte_at is not None:
-            TIME_TO_FIRST_BYTE.labels(route).observe(record.first_byte_at - record.started)
+            _child(TIME_TO_FIRST_BYTE, route).observe(record.first_byte_at - record.started)
         if record.stored is True:
-            STORED_RESPONSES.labels("written").inc()
+            _child(STORED_RESPONSES, "written").inc()
         elif record.stored is False and record.error in ("store_unavailable", "store_full"):
-            STORED_RESPONSES.labels("failed").inc()
+            _child(STORED_RESPONSES, "failed").inc()
         elif status == 200 and route in _READS:
-            STORED_RESPONSES.labels(_READS[route]).inc()
+            _child(STORED_RESPONSES, _READS[route]).inc()
         usage = record.usage
         if self._tenant is not None:
             self._tenant[0].labels(record.tenant).inc()
@@ -167,6 +180,6 @@ class RequestMetrics:
         for kind in TOKEN_TYPES:
             count = usage.get(f"{kind}_tokens")
             if count:
-                TOKENS.labels(kind, model).inc(count)
+                _child(TOKENS, kind, model).inc(count)
                 if self._tenant is not None:
                     self._tenant[1].labels(record.tenant, kind).inc(count)
