@@ -168,3 +168,18 @@ def _replay(body: bytes) -> Any:
 @pytest.fixture(autouse=True)
 def _quiet_engine_logger(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="test.metrics.engine")
+
+
+def test_a_model_the_upstream_refused_never_becomes_a_label() -> None:
+    from retention_middleware.logs.access_log import AccessRecord
+
+    record = AccessRecord("POST", "/v1/chat/completions", "anonymous")
+    record.status, record.model = 404, "private words typed as a model name"
+    record.usage = {"input_tokens": 3, "output_tokens": 0}
+    counting = metrics.RequestMetrics(enabled=True, tenant_label=False, max_models=50)
+    before = parse(generate_latest().decode())
+    counting.started()
+    counting.finished("chat.completions", record)
+    text = generate_latest().decode()
+    assert "private" not in text
+    assert delta(parse(text), before, "gen_ai_server_token_usage_total", gen_ai_request_model="other") == 3

@@ -6,8 +6,9 @@ on the ``/metrics`` the host (vLLM) already serves; ``retention-proxy`` serves t
 prometheus_client keeps the values in files every worker writes and ``/metrics`` sums them.
 
 Labels never carry content. The model label is the one value that comes from a request, so it is
-bounded: at most ``metrics_max_models`` distinct names per process (later ones count as ``other``),
-each cut to 64 characters of a plain charset. Tenants are a label only when the operator opts in
+bounded: only a model the upstream answered with a 2xx gets its own label, at most
+``metrics_max_models`` distinct names per process (later ones count as ``other``), each cut to 64
+characters of a plain charset. Tenants are a label only when the operator opts in
 (``RETENTION_METRICS_TENANT_LABEL``), on series of their own, because they multiply cardinality.
 """
 
@@ -176,7 +177,8 @@ class RequestMetrics:
             self._tenant[0].labels(record.tenant).inc()
         if not usage:
             return
-        model = _models.label(record.model, self._max_models)
+        # A model name is the client's text until the upstream has accepted it as a model it serves.
+        model = _models.label(record.model, self._max_models) if status and 200 <= status < 300 else OTHER_MODEL
         for kind in TOKEN_TYPES:
             count = usage.get(f"{kind}_tokens")
             if count:
