@@ -35,7 +35,7 @@ from .logging_setup import configure_logging, print_banner
 from .server_options import ServerOptions, server_options
 from .tenant_id import tenant_id
 from .upstream_tls import upstream_ssl
-from .workers import serve_workers
+from .workers import serve_workers, worker_exit_hook
 
 # flag -> (variable, help). Each flag's value is handed to the settings layer as its variable's text,
 # so flags and environment are parsed and validated by exactly the same code.
@@ -164,6 +164,7 @@ def worker_app() -> ASGIApp:
     environment the parent filled in (flags included) before starting the workers."""
     options = _options([], os.environ)
     configure_logging(options.server.log_level, options.server.log_format, pid=True)
+    worker_exit_hook()
     return _app(options)
 
 

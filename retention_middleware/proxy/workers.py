@@ -10,6 +10,7 @@ worker answers ``/metrics`` sums them all.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -18,11 +19,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
+from prometheus_client import multiprocess
 from uvicorn.supervisors import Multiprocess
 
 from .server_options import ServerOptions
 
 APP = "retention_middleware.proxy.cli:worker_app"
+
+
+def worker_exit_hook() -> None:
+    """In a worker: when it exits, drop its live gauge (in flight) from the shared files, so a worker
+    uvicorn restarts does not leave a stale count behind."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        pid = os.getpid()
+        atexit.register(lambda: multiprocess.mark_process_dead(pid))  # type: ignore[no-untyped-call]
 
 
 def serve_workers(
