@@ -11,6 +11,7 @@ from time import perf_counter
 from ._types import Message, Receive, Scope, Send
 from .logs.access_log import AccessRecord
 from .logs.log_guard import GuardedContent, GuardRegistration
+from .observability.request_id import stamp_response
 from .routes import Route
 
 
@@ -51,6 +52,7 @@ class Exchange:
                 record.response_complete = True
         elif kind == "http.response.start":
             record.status = message["status"]
+            message = stamp_response(message, record.request_id)
         await self._send(message)
 
     async def receive(self) -> Message:

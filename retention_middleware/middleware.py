@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +24,10 @@ from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .logs.access_log import AccessRecord, emit
+from .observability.health import Readiness, readiness
+from .observability.metrics import RequestMetrics
+from .observability.request_id import tag_scope
+from .observability.startup import startup_warnings
 from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
 from .policy.erasure import ErasureHandler
@@ -87,6 +92,9 @@ class RetentionMiddleware:
             self.store = self._encryption.wrap(self.store)
         self.conversations = make_conversation_store(raw_store, settings, clock=clock)
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
+        self.metrics = RequestMetrics(
+            enabled=settings.metrics, tenant_label=settings.metrics_tenant_label, max_models=settings.metrics_max_models
+        )
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
         completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
@@ -123,6 +131,8 @@ class RetentionMiddleware:
         record = AccessRecord(scope["method"], scope["path"], self._tenants.tenant_of(scope["headers"]))
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
+        scope = tag_scope(scope, record)
+        self.metrics.started()
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)
         keys = self._encryption.bind(scope["headers"]) if self._encryption is not None else None
         failed = False
@@ -150,6 +160,11 @@ class RetentionMiddleware:
                 if keys.decrypt_failed:
                     record.error = "decrypt_failed"  # answered as missing; the log says why
             emit(record)
+            self.metrics.finished(route.value, record)
+
+    async def readiness(self, *, timeout: float = 2.0) -> Readiness:
+        """Whether the store can serve now (MongoDB reachable; memory store not full), for a host's probe."""
+        return await readiness(self.store, timeout=timeout)
 
     async def _passthrough(self, exchange: Exchange) -> None:
         await self.app(exchange.scope, exchange.receive, exchange.send)
@@ -180,6 +195,8 @@ class RetentionMiddleware:
         if self.settings.policy != "zero":  # the zero policy stores nothing to encrypt
             on = self.settings.encryption != "off" and self._encryption is not None
             logger.log(logging.INFO if on else logging.WARNING, "%s", startup_line(self.settings))
+        for line in startup_warnings(self.settings, os.environ):
+            logger.warning("%s", line)
         try:
             await self.store.start()
             await self.conversations.start()

@@ -156,6 +156,22 @@ class RetentionSettings:
         default="responses", metadata=_env("RETENTION_RESPONSES_BACKEND")
     )
     """``responses`` (the upstream serves it), ``chat`` (translate to Chat Completions) or ``auto`` (ask)."""
+    # observability (issue 11): metrics, the proxy's probes, TLS to the upstream
+    metrics: bool = field(default=True, metadata=_env("RETENTION_METRICS", parse_bool))
+    """Count requests, tokens and store operations in prometheus_client's default registry."""
+    metrics_tenant_label: bool = field(default=False, metadata=_env("RETENTION_METRICS_TENANT_LABEL", parse_bool))
+    """Add per-tenant series (one per tenant id: mind the cardinality)."""
+    metrics_max_models: int = field(default=50, metadata=_env("RETENTION_METRICS_MAX_MODELS", int))
+    """Distinct model label values per process; later models are counted as ``other``."""
+    metrics_path: str = field(default="/metrics", metadata=_env("RETENTION_METRICS_PATH"))
+    health_path: str = field(default="/healthz", metadata=_env("RETENTION_HEALTH_PATH"))
+    ready_path: str = field(default="/readyz", metadata=_env("RETENTION_READY_PATH"))
+    """Proxy only: the paths it answers itself for Prometheus and liveness / readiness probes."""
+    upstream_ca_bundle: str | None = field(default=None, metadata=_env("RETENTION_UPSTREAM_CA_BUNDLE"))
+    """Proxy only: PEM file of the CAs an https:// upstream's certificate is checked against."""
+    upstream_client_cert: str | None = field(default=None, metadata=_env("RETENTION_UPSTREAM_CLIENT_CERT"))
+    upstream_client_key: str | None = field(default=None, metadata=_env("RETENTION_UPSTREAM_CLIENT_KEY"))
+    """Proxy only: a client certificate (and its key, if not in the same file) for mutual TLS."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
@@ -206,6 +222,22 @@ class RetentionSettings:
         ):
             raise SettingsError(
                 "conversation_ttl (RETENTION_CONVERSATION_TTL): must be a positive duration such as 90s, 12h or 30d"
+            )
+        self._check_observability()
+
+    def _check_observability(self) -> None:
+        if (
+            isinstance(self.metrics_max_models, bool)
+            or not isinstance(self.metrics_max_models, int)
+            or (self.metrics_max_models <= 0)
+        ):
+            raise SettingsError("metrics_max_models (RETENTION_METRICS_MAX_MODELS): must be a positive whole number")
+        for name in ("metrics_path", "health_path", "ready_path"):
+            if not getattr(self, name).startswith("/"):
+                raise SettingsError(f"{name} ({self._env_name(name)}): must be a path starting with /, e.g. /readyz")
+        if self.upstream_client_key and not self.upstream_client_cert:
+            raise SettingsError(
+                "upstream_client_key (RETENTION_UPSTREAM_CLIENT_KEY): set RETENTION_UPSTREAM_CLIENT_CERT as well"
             )
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
@@ -260,6 +292,8 @@ class RetentionSettings:
                 text = format_size(value)
             elif isinstance(value, frozenset):
                 text = ",".join(sorted(value)) or "(none)"
+            elif isinstance(value, bool):
+                text = "true" if value else "false"  # as RETENTION_* variables spell them
             elif value is None:
                 text = "(unset)"
             else:

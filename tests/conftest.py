@@ -9,7 +9,7 @@ import pytest
 
 from retention_middleware.store import ResponseStore
 
-pytest_plugins = ["support.mongo_fixtures"]
+pytest_plugins = ["support.mongo_fixtures", "support.proxy_process"]
 
 
 @pytest.fixture(params=["memory", "mongo"])

@@ -65,7 +65,8 @@ async def test_unknown_routes_pass_through_unbuffered_in_both_directions() -> No
     assert [m["body"] for m in upstream.received_messages] == chunks
     bodies = [m["body"] for m in outer.body_messages]
     assert bodies == [*chunks, b""]
-    assert outer.messages[0]["headers"] == [(b"x-upstream", b"yes")]
+    headers = outer.messages[0]["headers"]
+    assert headers[0] == (b"x-upstream", b"yes") and [name for name, _ in headers] == [b"x-upstream", b"x-request-id"]
 
 
 async def test_one_access_line_per_request_with_metadata_only() -> None:

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..observability.metrics import count_redaction
 from .redaction import REDACTED, ContentMatcher
 
 GENERATED_TEXT_LIMIT = 1024 * 1024
@@ -196,6 +197,7 @@ def redact_record(record: logging.LogRecord, contents: list[GuardedContent]) -> 
     if failed or redacted != message or args != record.args:
         record.msg = redacted
         record.args = ()
+        count_redaction()
     # else: nothing matched, and the record keeps its own message object for later filters
     if record.exc_info and not record.exc_text:
         record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")

@@ -24,6 +24,7 @@ from typing import Any
 from .._types import Headers, Message, Send
 from ..inflight import InFlightWrite
 from ..logs.access_log import AccessRecord
+from ..observability.metrics import count_ignored_opt_in
 from ..settings import RetentionSettings, format_duration
 from ..store.base import ContentRecord, ResponseStore, StoreError
 
@@ -57,6 +58,7 @@ class ContentLog:
                 if self.settings.allow_request_opt_in:
                     return REQUEST_OPT_IN
                 self.ignored_request_opt_ins += 1
+                count_ignored_opt_in()
                 if self.ignored_request_opt_ins == 1:
                     logger.warning("x-retention-opt-in ignored: RETENTION_ALLOW_REQUEST_OPT_IN is off (counted)")
         return None

@@ -17,6 +17,7 @@ from ..crypto import KeyHolder
 from ..errors import OpenAIError, send_error, send_json
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry
+from ..observability.metrics import count_stored
 from ..store.base import ResponseStore, StoreError
 from ..store.conversations import ConversationStore
 from ..tenancy import ANONYMOUS
@@ -61,6 +62,7 @@ class ErasureHandler:
             conversations_deleted = 0
             if self.conversations is not None:
                 conversations_deleted = await self.conversations.delete_tenant(tenant)
+            count_stored("erased", responses_deleted)
         except StoreError:
             exchange.record.error = "erasure_incomplete"
             await self._incomplete(exchange, responses_deleted, content_deleted)

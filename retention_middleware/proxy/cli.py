@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -32,9 +33,15 @@ from .._types import ASGIApp
 from ..backends.choice import Mode, probe
 from ..crypto.commands import COMMANDS, run_command
 from ..middleware import RetentionMiddleware
-from ..settings import RetentionSettings, SettingsError, parse_bool, parse_duration
+from ..observability.endpoints import ProbeEndpoints
+from ..settings import RetentionSettings, SettingsError, format_duration, parse_bool, parse_duration
 from ..store import make_store
 from ..store.base import StoreError
+from .logging_setup import configure_logging, print_banner
+from .server_options import ServerOptions, server_options
+from .tenant_id import tenant_id
+from .upstream_tls import upstream_ssl
+from .workers import serve_workers, worker_exit_hook
 
 # flag -> (variable, help). Each flag's value is handed to the settings layer as its variable's text,
 # so flags and environment are parsed and validated by exactly the same code.
@@ -52,8 +59,19 @@ _SETTING_FLAGS: dict[str, tuple[str, str]] = {
         "RETENTION_RESPONSES_BACKEND",
         "how /v1/responses reaches the upstream: responses, chat (translated) or auto (ask it; the default)",
     ),
+    "--upstream-ca-bundle": ("RETENTION_UPSTREAM_CA_BUNDLE", "PEM CA bundle checking an https:// upstream"),
+    "--upstream-client-cert": ("RETENTION_UPSTREAM_CLIENT_CERT", "client certificate (PEM) for the upstream"),
+    "--upstream-client-key": ("RETENTION_UPSTREAM_CLIENT_KEY", "its private key, if not in the cert file"),
 }
 _SERVER_DEFAULTS = {"RETENTION_HOST": "127.0.0.1", "RETENTION_PORT": "8080", "RETENTION_GRACE": "30s"}
+# The server's own options (not RetentionSettings): flag -> (variable, default, help).
+_SERVER_FLAGS: dict[str, tuple[str, str, str]] = {
+    "--workers": ("RETENTION_WORKERS", "1", "processes sharing the port; more than 1 needs a MongoDB store"),
+    "--ssl-certfile": ("RETENTION_SSL_CERTFILE", "", "PEM certificate (chain): serve HTTPS"),
+    "--ssl-keyfile": ("RETENTION_SSL_KEYFILE", "", "its private key"),
+    "--log-level": ("RETENTION_LOG_LEVEL", "info", "critical, error, warning, info or debug"),
+    "--log-format": ("RETENTION_LOG_FORMAT", "text", "text or json (every stderr line, banner included)"),
+}
 _BACKLOG = 2048  # uvicorn's default
 
 
@@ -75,6 +93,8 @@ def _parser() -> _Parser:
     for flag, (variable, text) in _SETTING_FLAGS.items():
         parser.add_argument(flag, help=f"{text} ({variable})")
     parser.add_argument("--grace", help="how long SIGTERM waits for in-flight requests (RETENTION_GRACE, 30s)")
+    for flag, (variable, default, text) in _SERVER_FLAGS.items():
+        parser.add_argument(flag, help=f"{text} ({variable}, default {default or 'unset'})")
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -93,6 +113,8 @@ class _Options:
         self.grace = grace
         self.demo = demo
         self.backend_note: str = settings.responses_backend
+        self.server = ServerOptions()
+        self.variables: dict[str, str] = {}  # every RETENTION_* value in force, flags included
 
 
 def _options(argv: Sequence[str] | None, environ: Mapping[str, str]) -> _Options:
@@ -115,7 +137,17 @@ def _options(argv: Sequence[str] | None, environ: Mapping[str, str]) -> _Options
     demo = (
         args.demo if args.demo is not None else parse_bool(merged.get("RETENTION_DEMO", "false"), name="RETENTION_DEMO")
     )
-    return _Options(settings, server_value("RETENTION_HOST", args.host), int(port_text), grace.total_seconds(), demo)
+    options = _Options(settings, server_value("RETENTION_HOST", args.host), int(port_text), grace.total_seconds(), demo)
+    for flag, (variable, _, _) in _SERVER_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            merged[variable] = value
+    options.server = server_options(merged, {flag: spec[:2] for flag, spec in _SERVER_FLAGS.items()}, settings)
+    upstream_ssl(settings)  # an unreadable CA bundle or client certificate fails here, not at the first request
+    if args.demo is not None:
+        merged["RETENTION_DEMO"] = "true" if demo else "false"
+    options.variables = {name: value for name, value in merged.items() if name.startswith("RETENTION_")}
+    return options
 
 
 def _app(options: _Options) -> ASGIApp:
@@ -127,7 +159,26 @@ def _app(options: _Options) -> ASGIApp:
         from .forwarder import UpstreamProxy
 
         upstream = UpstreamProxy(options.settings)
-    return RetentionMiddleware(upstream, options.settings)
+    middleware = RetentionMiddleware(upstream, options.settings)
+    s = options.settings
+    # The probes sit in front: they are answered here, never forwarded, and are not access-logged.
+    return ProbeEndpoints(
+        middleware,
+        middleware.store,
+        upstream=None if options.demo else s.upstream,
+        metrics_path=s.metrics_path,
+        health_path=s.health_path,
+        ready_path=s.ready_path,
+    )
+
+
+def worker_app() -> ASGIApp:
+    """The app of one ``--workers`` process: uvicorn imports it by name, and the options come from the
+    environment the parent filled in (flags included) before starting the workers."""
+    options = _options([], os.environ)
+    configure_logging(options.server.log_level, options.server.log_format, pid=True)
+    worker_exit_hook()
+    return _app(options)
 
 
 async def _check_store(settings: RetentionSettings) -> None:
@@ -148,9 +199,15 @@ async def _probe_backend(options: _Options) -> Mode | None:
     from .forwarder import UpstreamProxy
 
     upstream = UpstreamProxy(options.settings)
+    # The probe's own failure is reported in the banner ("asked again on the first request"), not as
+    # the forwarder's 502 warning, which would come before the banner and read as a client's request.
+    quiet = logging.getLogger("retention_middleware.proxy")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         return await probe(upstream, timeout=options.settings.upstream_connect_timeout.total_seconds() + 5)
     finally:
+        quiet.setLevel(level)
         await upstream.aclose()
 
 
@@ -166,27 +223,22 @@ def _resolve_backend(options: _Options) -> None:
     options.backend_note = f"{mode} (auto: the upstream {served} /v1/responses)"
 
 
-def _configure_logging() -> None:
-    # The access log is the product's output: JSON lines on stdout. Everything else goes to stderr.
-    access = logging.getLogger("retention_middleware.access")
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
 def _banner(options: _Options, port: int) -> str:
+    return "\n".join(_banner_parts(options, port)[0])
+
+
+def _banner_parts(options: _Options, port: int) -> tuple[list[str], dict[str, Any]]:
     upstream = "built-in echo model (--demo)" if options.demo else options.settings.upstream
-    lines = [
-        f"retention-proxy {__version__} listening on http://{options.host}:{port}",
-        f"  upstream: {upstream}",
-    ]
-    # upstream is printed above: with --demo the configured URL is not used, and must not look as if it were.
+    scheme = "https" if options.server.ssl_certfile else "http"
+    url = f"{scheme}://{options.host}:{port}"
     view = {**options.settings.public_view(), "responses_backend": options.backend_note}
-    lines += [f"  {name}: {value}" for name, value in view.items() if name != "upstream"]
-    return "\n".join(lines)
+    # upstream is printed first: with --demo the configured URL is not used, and must not look as if it were.
+    view.pop("upstream")
+    server = {"grace": format_duration(timedelta(seconds=options.grace)), **options.server.public_view()}
+    lines = [f"retention-proxy {__version__} listening on {url}", f"  upstream: {upstream}"]
+    lines += [f"  {name}: {value}" for name, value in {**view, **server}.items()]
+    fields = {"version": __version__, "url": url, "upstream": upstream, "settings": {**view, **server}}
+    return lines, fields
 
 
 def _name_flags(message: str) -> str:
@@ -208,11 +260,13 @@ def _drain_on_sigterm(server: uvicorn.Server) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in COMMANDS:  # retention-proxy new-key | rotate-keys
-        raise SystemExit(run_command(words[0], words[1:], os.environ))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["tenant-id"]:
+        raise SystemExit(tenant_id(sys.stdin, os.environ))
+    if arguments[:1] and arguments[0] in COMMANDS:  # retention-proxy new-key | rotate-keys
+        raise SystemExit(run_command(arguments[0], arguments[1:], os.environ))
     try:
-        options = _options(argv, os.environ)
+        options = _options(arguments, os.environ)
     except SettingsError as error:
         print(f"retention-proxy: error: {_name_flags(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -232,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             raise SystemExit(1) from None
     _resolve_backend(options)
-    _configure_logging()
+    configure_logging(options.server.log_level, options.server.log_format, pid=options.server.workers > 1)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
     # sockets whose protocol says TCP, and a socket made with protocol 0 does not. With Nagle on,
@@ -250,9 +304,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Listen before announcing it: a client that connects as soon as it reads the banner waits in
     # the backlog until uvicorn accepts, instead of being refused while the lifespan starts up.
     sock.listen(_BACKLOG)
-    print(_banner(options, sock.getsockname()[1]), file=sys.stderr, flush=True)
-    config = uvicorn.Config(
-        _app(options),
+    print_banner(*_banner_parts(options, sock.getsockname()[1]), options.server.log_format)
+    if options.server.workers > 1:
+        serve_workers(sock, options.variables, options.server, _uvicorn_options(options))
+        return
+    config = uvicorn.Config(_app(options), **_uvicorn_options(options))
+    server = uvicorn.Server(config)
+    _drain_on_sigterm(server)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has drained and re-raised SIGINT; like uvicorn's own CLI
+        pass
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's own status for a failed start-up (e.g. a store misconfigured)
+
+
+def _uvicorn_options(options: _Options) -> dict[str, Any]:
+    return dict(
         access_log=False,  # the project's access log is the one: content-free, one JSON line each
         server_header=False,  # the upstream's Server and Date headers pass through; no duplicates
         date_header=False,
@@ -264,15 +332,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # not exist on Windows: asyncio there). They shave the proxy's p99 more than its p50.
         http="auto",
         loop="auto",
+        ssl_certfile=options.server.ssl_certfile or None,
+        ssl_keyfile=options.server.ssl_keyfile or None,
     )
-    server = uvicorn.Server(config)
-    _drain_on_sigterm(server)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # Ctrl-C: uvicorn has drained and re-raised SIGINT; like uvicorn's own CLI
-        pass
-    if not server.started:
-        raise SystemExit(3)  # uvicorn's own status for a failed start-up (e.g. a store misconfigured)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -36,8 +37,12 @@ from yarl import URL
 
 from .._types import Headers, Receive, Scope, Send
 from ..errors import OpenAIError
+from ..observability.upstream_errors import note_error
 from ..settings import RetentionSettings
 from .downstream import Body, Downstream
+from .upstream_tls import upstream_ssl
+
+logger = logging.getLogger("retention_middleware.proxy")
 
 # RFC 9110 section 7.6.1, plus the obsolete "trailers" spelling. The request side also drops what
 # this proxy answers itself: Host (set by aiohttp to the upstream's) and Expect (the ASGI server
@@ -59,6 +64,10 @@ BAD_GATEWAY = OpenAIError(
     code="upstream_unavailable",
 )  # fmt: skip
 TIMEOUT = OpenAIError(504, "The upstream server did not answer in time.", type="server_error", code="upstream_timeout")
+POOL_EXHAUSTED = OpenAIError(
+    504, "Every connection to the upstream server stayed busy for too long.", type="server_error",
+    code="upstream_pool_exhausted",
+)  # fmt: skip
 
 
 def filter_headers(headers: Sequence[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
@@ -102,13 +111,14 @@ class UpstreamProxy:
         self.upstream = f"{base.scheme}://{base.netloc}"
         self._prefix = base.path.rstrip("/").encode("utf-8")
         self._session: aiohttp.ClientSession | None = None
+        self._holding = 0  # exchanges holding (or waiting for) a pooled upstream connection
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             s = self.settings
             read = s.upstream_timeout.total_seconds()
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=s.upstream_max_connections),
+                connector=aiohttp.TCPConnector(limit=s.upstream_max_connections, ssl=upstream_ssl(s)),
                 # connect: waiting for a free pooled connection and opening one; sock_read: silence
                 # between two reads of the response, headers included.
                 timeout=aiohttp.ClientTimeout(
@@ -186,21 +196,44 @@ class UpstreamProxy:
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in filter_headers(scope["headers"], _REQUEST_DROP)
         ]
+        self._holding += 1
+        try:
+            await self._relay(scope, headers, body, client)
+        finally:
+            self._holding -= 1
+
+    async def _fail(self, scope: Scope, client: Downstream, error: OpenAIError, phase: str) -> None:
+        # One content-free line per failed answer: which upstream (no path, no query) and when it failed.
+        logger.warning("upstream %s: %s %s while %s", self.upstream, error.status, error.code, phase)
+        note_error(scope, error.code or "upstream_unavailable")
+        await client.answer_error(error)
+
+    async def _relay(self, scope: Scope, headers: list[tuple[str, str]], body: Body, client: Downstream) -> None:
         try:
             response = await self._open().request(
                 scope["method"], self._url(scope), headers=headers, data=body, allow_redirects=False
             )
-        except asyncio.TimeoutError:  # aiohttp's timeouts, connecting included
-            await client.answer_error(TIMEOUT)
+        except aiohttp.ConnectionTimeoutError:
+            # aiohttp's connect timeout covers the wait for a free pooled connection too. With every
+            # other connection held by a request in flight, the wait was for the pool, not the upstream.
+            if self._holding - 1 >= self.settings.upstream_max_connections:
+                await self._fail(scope, client, POOL_EXHAUSTED, "waiting for a free pooled connection")
+            else:
+                await self._fail(scope, client, TIMEOUT, "connecting")
+            return
+        except asyncio.TimeoutError:  # aiohttp's other timeouts: silence before the response headers
+            await self._fail(scope, client, TIMEOUT, "waiting for the response headers")
             return
         except aiohttp.ClientConnectorError:
-            await client.answer_error(UNAVAILABLE)
+            await self._fail(scope, client, UNAVAILABLE, "connecting")
             return
         except aiohttp.ClientError:
             if client.gone:
                 return
-            await client.answer_error(BAD_GATEWAY)
+            await self._fail(scope, client, BAD_GATEWAY, "waiting for the response headers")
             return
+        if response.status >= 400:
+            note_error(scope, "upstream_status")
         complete = False
         try:
             await client.send(
@@ -212,9 +245,17 @@ class UpstreamProxy:
             )
             # Each chunk goes on as aiohttp reads it. An upstream failure from here on propagates:
             # the status is already sent, so only a dropped connection can tell the client.
-            async for chunk, _ in response.content.iter_chunks():
-                if chunk:
-                    await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk, _ in response.content.iter_chunks():
+                    if chunk:
+                        await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                if not client.gone:
+                    code = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_interrupted"
+                    logger.warning("upstream %s: %s %s while reading the response body", self.upstream,
+                                   response.status, code)  # fmt: skip
+                    note_error(scope, code)
+                raise
             complete = True
             client.finishing()
             await client.send({"type": "http.response.body", "body": b"", "more_body": False})
