@@ -174,7 +174,7 @@ class ContentIndex:
 
     @property
     def empty(self) -> bool:
-        return not self._grams and not self._pieces and not self._held
+        return not self._parts and not self._pieces and not self._held
 
     # -- matching ------------------------------------------------------------------------------
     def spans(self, text: str) -> list[Span]:

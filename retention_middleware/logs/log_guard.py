@@ -200,6 +200,18 @@ class _SharedIndex:
 _view = _SharedIndex()
 
 
+def _index_what_arrived() -> None:
+    global _overflowed
+    while _dirty:
+        content = _dirty.popitem()[1]
+        try:
+            content._flush()
+        except Exception:  # content the index cannot take is guarded by failing closed
+            if not content.overflowed:
+                content.overflowed = True
+                _overflowed += 1
+
+
 class _GuardedRecordFactory:
     """Wraps whichever record factory was installed before; see the module docstring."""
 
@@ -210,8 +222,7 @@ class _GuardedRecordFactory:
         record = self.previous(*args, **kwargs)
         if _active and record.name != ACCESS_LOGGER_NAME:
             with _lock:
-                while _dirty:
-                    _dirty.popitem()[1]._flush()
+                _index_what_arrived()
                 if _active:
                     rewrite_record(record, _view)
         return record
@@ -227,3 +238,9 @@ def _ensure_installed() -> None:
 def guarded_request_count() -> int:
     """How many requests' content is guarded right now (for tests and diagnostics)."""
     return len(_active)
+
+
+def index_is_empty() -> bool:
+    """True when the shared index holds nothing (for tests: every completed request was removed)."""
+    with _lock:
+        return _index.empty and not _dirty
