@@ -26,11 +26,12 @@ _ESCAPE_PRONE = re.compile(r"[\x00-\x1f\"'\\]+")
 class GeneratedStream:
     """One generated part (a choice, an output item) of one request."""
 
-    __slots__ = ("_pending", "_tail", "_tail_id", "_closed", "_carry", "_carry_long", "_split", "_provisional",
-                 "_pieces", "_held", "_held_new", "_escaped", "_is_escaped")  # fmt: skip
+    __slots__ = ("_pending", "_blocks", "_tail", "_tail_id", "_closed", "_carry", "_carry_long", "_split",
+                 "_provisional", "_pieces", "_held", "_held_new", "_escaped", "_is_escaped")  # fmt: skip
 
     def __init__(self, *, escaped: bool = False) -> None:
         self._pending: list[str] = []
+        self._blocks: list[str] = []  # unindexed deltas, joined every 256
         self._tail = ""  # the open block's text
         self._tail_id: int | None = None
         self._closed: list[int] = []
@@ -44,32 +45,51 @@ class GeneratedStream:
         self._is_escaped = escaped
         self._escaped: GeneratedStream | None = None  # the json.dumps form, once text is not ASCII
 
-    def add(self, delta: str) -> None:
+    def add(self, delta: str) -> bool:
+        """Keep one delta; True when enough are waiting that ``compact`` should be called.
+
+        Called on the event loop without the guard's lock: appending to a list is atomic, and
+        ``flush`` and ``compact`` (which hold the lock) take exactly the items they counted."""
         pending = self._pending
         pending.append(delta)
-        if len(pending) >= _DELTAS_PER_STRING:
-            self._pending = ["".join(pending)]
-        if self._is_escaped:
-            return
-        # A server logging one delta by itself logs a piece too short to share a stretch with anything.
-        held = delta.strip()
-        if len(held) < MIN_SHARED and held not in self._held and worth_matching(held, whole=False):
-            self._held.add(held)
-            self._held_new.append(held)
-        if self._escaped is None and not delta.isascii():
-            self._escaped = GeneratedStream(escaped=True)
-            self._escaped.add(json.dumps("".join(self._pending[:-1]))[1:-1])
+        if not self._is_escaped and (self._escaped is not None or not delta.isascii()):
+            if self._escaped is None:
+                self._escaped = GeneratedStream(escaped=True)
+            if self._escaped.add(json.dumps(delta)[1:-1]):
+                return True
+        return len(pending) >= _DELTAS_PER_STRING
+
+    def _take(self) -> list[str]:
+        """The waiting deltas, removed; a server logging one delta alone logs a piece too short to
+        share a stretch with anything, so the distinct short ones are kept to match whole arguments."""
+        pending = self._pending
+        count = len(pending)
+        taken = pending[:count]
+        del pending[:count]
+        if not self._is_escaped:
+            for held in set(map(str.strip, taken)) - self._held:
+                if len(held) < MIN_SHARED and worth_matching(held, whole=False):
+                    self._held.add(held)
+                    self._held_new.append(held)
+        return taken
+
+    def compact(self) -> None:
+        """Join waiting deltas into one string: one object per 256 deltas rather than one each."""
         if self._escaped is not None:
-            self._escaped.add(json.dumps(delta)[1:-1])
+            self._escaped.compact()
+        taken = self._take()
+        if taken:
+            self._blocks.append("".join(taken))
 
     def flush(self, index: ContentIndex) -> None:
         """Index what arrived since the last flush."""
         if self._escaped is not None:
             self._escaped.flush(index)
-        if not self._pending:
+        taken = self._take()
+        if not taken and not self._blocks:
             return
-        new = "".join(self._pending)
-        self._pending = []
+        new = "".join(self._blocks) + "".join(taken)
+        self._blocks = []
         text = self._tail + new
         if self._tail_id is None:
             self._tail_id = index.open_part(text)

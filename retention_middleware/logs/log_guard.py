@@ -103,24 +103,34 @@ class GuardedContent:
                 _dirty[self.key] = self
 
     def add_generated(self, key: Any, text: str) -> None:
-        """Text streamed to the client; ``key`` keeps separate choices/parts from interleaving."""
+        """Text streamed to the client; ``key`` keeps separate choices/parts from interleaving.
+
+        Called once per streamed delta, so it takes the lock only every 256 deltas (see
+        ``GeneratedStream.add``); only the event loop serving this request calls it."""
+        if self.overflowed or not self._live:
+            return
+        self._generated_size += len(text)
+        if self._generated_size > GENERATED_TEXT_LIMIT:
+            self._overflow()
+            return
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = GeneratedStream()
+        if stream.add(text):
+            with _lock:
+                stream.compact()
+        _dirty[self.key] = self
+
+    def _overflow(self) -> None:
         global _overflowed
         with _lock:
-            if self.overflowed or not self._live:
+            if self.overflowed:
                 return
-            self._generated_size += len(text)
-            if self._generated_size > GENERATED_TEXT_LIMIT:
-                self.overflowed = True
-                _overflowed += 1
-                for open_stream in self._streams.values():
-                    open_stream.release(_index)
-                self._streams.clear()
-                return
-            stream = self._streams.get(key)
-            if stream is None:
-                stream = self._streams[key] = GeneratedStream()
-            stream.add(text)
-            _dirty[self.key] = self
+            self.overflowed = True
+            _overflowed += 1
+            for stream in list(self._streams.values()):
+                stream.release(_index)
+            self._streams.clear()
 
     def _flush(self) -> None:
         sources, self._sources = self._sources, []
@@ -133,7 +143,7 @@ class GuardedContent:
                 for piece in short_pieces(text, whole=whole):
                     self._pieces.append(piece)
                     _index.add_piece(piece)
-        for stream in self._streams.values():
+        for stream in list(self._streams.values()):  # the event loop may add one meanwhile
             stream.flush(_index)
 
     def _release(self) -> None:
