@@ -17,7 +17,7 @@ from support.asgi_tools import capture_all_logs
 
 # What a tiny random model streams: braces, single letters, short common words, lines of dashes.
 RANDOM_OUTPUT = ["{", "\n", "a", " the", "\n", "I", " and", "'", "s", " of", "\n", "}", "\n", "-" * 12, "\n", "\\"]
-UNRELATED = "GET /health -> {a: 1, s: 'ok'} I think the cache of a and b is ------------ fine"
+UNRELATED = "GET /health -> {a: 1, s: 'ok'} The cat thinks the cache of a and b is ------------ fine"
 
 
 @pytest.fixture
@@ -25,6 +25,11 @@ def noisy() -> Iterator[GuardRegistration]:
     registration = GuardRegistration()
     registration.content.add_source({"model": "m", "messages": [{"role": "user", "content": "a"},
                                                                  {"role": "user", "content": "{"}]})  # fmt: skip
+    # A non-streamed answer with logprobs: every token, and every token not chosen, is a string.
+    tokens = [{"token": token, "logprob": -1.0, "top_logprobs": [{"token": "The", "logprob": -2.0}]}
+              for token in ["I", " think", " the", " cat"]]  # fmt: skip
+    choice = {"message": {"content": "I think the cat"}, "logprobs": {"content": tokens}}
+    registration.content.add_source({"choices": [choice]})
     for delta in RANDOM_OUTPUT:
         registration.content.add_generated(0, delta)
     yield registration

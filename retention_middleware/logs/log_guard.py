@@ -191,16 +191,27 @@ class GuardRegistration:
                 self.content._release()
 
 
+RECORD_CHECK_BUDGET = 4 * CHECKED_TEXT_LIMIT
+"""Characters checked for one record in all (its message is read a few times, each argument once);
+past this, whatever is left to check is replaced whole."""
+
+
 class _SharedIndex:
     """What ``rewrite_record`` sees of the shared index."""
+
+    __slots__ = ("budget",)
+
+    def __init__(self) -> None:
+        self.budget = RECORD_CHECK_BUDGET
 
     @property
     def fail_closed(self) -> bool:
         return _overflowed > 0
 
     def redact(self, text: str) -> str:
-        if len(text) > CHECKED_TEXT_LIMIT:
+        if len(text) > min(CHECKED_TEXT_LIMIT, self.budget):
             return f"{REDACTED} (too long to check while requests are in flight)"
+        self.budget -= len(text)
         return apply_spans(text, _index.spans(text))
 
     def holds(self, argument: str) -> bool:
@@ -234,6 +245,7 @@ class _GuardedRecordFactory:
             with _lock:
                 _index_what_arrived()
                 if _active:
+                    _view.budget = RECORD_CHECK_BUDGET
                     rewrite_record(record, _view)
         return record
 
