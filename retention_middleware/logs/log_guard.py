@@ -21,13 +21,13 @@ import asyncio
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from .content_index import ContentIndex
 from .generated import GeneratedStream
 from .record_rewrite import rewrite_record
-from .redaction import REDACTED, apply_spans, short_pieces, variants
+from .redaction import REDACTED, apply_spans, content_strings, short_pieces, variants
 
 GENERATED_TEXT_LIMIT = 1024 * 1024
 """Characters of generated text kept per request for matching (some 250,000 tokens, far more than
@@ -40,36 +40,6 @@ CHECKED_TEXT_LIMIT = 256 * 1024
 one, logged while a request is in flight, is replaced whole: it keeps one record's work bounded."""
 
 ACCESS_LOGGER_NAME = "retention_middleware.access"
-
-# Keys whose string values are protocol vocabulary, not content; walking past them keeps ids, model
-# names and enum values such as "user" or "auto" readable in everybody's logs.
-_NOT_CONTENT_KEYS = frozenset(
-    {
-        "model", "role", "type", "object", "id", "call_id", "item_id", "status", "tool_choice",
-        "service_tier", "truncation", "finish_reason", "system_fingerprint", "encoding_format",
-        "effort", "reasoning_effort", "verbosity", "detail", "previous_response_id", "format",
-    }
-)  # fmt: skip
-
-# Keys whose string values are pieces of a text held elsewhere, never a content string of their
-# own: a logprobs token is one piece of the answer (or of an answer not given).
-_PIECE_KEYS = frozenset({"token"})
-
-
-def _strings(value: Any) -> Iterator[tuple[str, bool]]:
-    """Every string inside a parsed JSON value, skipping protocol vocabulary, with whether it is a
-    whole content string. Walked with a stack of its own: a body nested thousands deep is fine."""
-    stack: list[tuple[Any, str | None]] = [(value, None)]
-    while stack:
-        item, key = stack.pop()
-        if isinstance(item, str):
-            if key not in _NOT_CONTENT_KEYS:
-                yield item, key not in _PIECE_KEYS
-        elif isinstance(item, dict):
-            stack.extend((child, child_key) for child_key, child in item.items())
-        elif isinstance(item, list):
-            stack.extend((child, key) for child in item)
-
 
 # One index, one lock: records come from any thread, registrations from the event loop.
 _lock = threading.RLock()
@@ -135,7 +105,7 @@ class GuardedContent:
     def _flush(self) -> None:
         sources, self._sources = self._sources, []
         for source in sources:
-            for text, whole in ((source, True),) if isinstance(source, str) else _strings(source):
+            for text, whole in ((source, True),) if isinstance(source, str) else content_strings(source):
                 if not text.strip():
                     continue
                 for variant in variants(text):

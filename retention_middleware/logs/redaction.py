@@ -9,6 +9,9 @@ content is matched as *shared stretches* of text rather than whole strings (see 
   exactly, as a whole word, so that "hi" does not redact the middle of "this";
 - for content with non-ASCII text, the ``\\uXXXX`` form ``json.dumps`` writes is indexed as well.
 
+Which strings of a JSON body are content: all of them but protocol vocabulary (model names, roles,
+ids, enum values), see ``content_strings``.
+
 Not everything short is content worth redacting (the noise rule): a piece with no letter or digit
 (``{``, ``...``) never is, nor a single character; a piece cut out of a longer text (one line of a
 multi-line prompt, one delta of a stream) must have ``MIN_PIECE`` characters. Only a whole content
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from .content_index import MIN_SHARED, ContentIndex, Span
 
@@ -32,6 +37,36 @@ MIN_WHOLE = 2
 
 _ESCAPE_PRONE = re.compile(r"[\x00-\x1f\"'\\]+")
 _ALNUM = re.compile(r"[^\W_]")
+
+
+# Keys whose string values are protocol vocabulary, not content; walking past them keeps ids, model
+# names and enum values such as "user" or "auto" readable in everybody's logs.
+_NOT_CONTENT_KEYS = frozenset(
+    {
+        "model", "role", "type", "object", "id", "call_id", "item_id", "status", "tool_choice",
+        "service_tier", "truncation", "finish_reason", "system_fingerprint", "encoding_format",
+        "effort", "reasoning_effort", "verbosity", "detail", "previous_response_id", "format",
+    }
+)  # fmt: skip
+
+# Keys whose string values are pieces of a text held elsewhere, never a content string of their
+# own: a logprobs token is one piece of the answer (or of an answer not given).
+_PIECE_KEYS = frozenset({"token"})
+
+
+def content_strings(value: Any) -> Iterator[tuple[str, bool]]:
+    """Every string inside a parsed JSON value, skipping protocol vocabulary, with whether it is a
+    whole content string. Walked with a stack of its own: a body nested thousands deep is fine."""
+    stack: list[tuple[Any, str | None]] = [(value, None)]
+    while stack:
+        item, key = stack.pop()
+        if isinstance(item, str):
+            if key not in _NOT_CONTENT_KEYS:
+                yield item, key not in _PIECE_KEYS
+        elif isinstance(item, dict):
+            stack.extend((child, child_key) for child_key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, key) for child in item)
 
 
 def worth_matching(piece: str, *, whole: bool) -> bool:
