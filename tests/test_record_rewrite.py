@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -147,3 +148,24 @@ def test_a_huge_record_is_replaced_whole_rather_than_checked(guarded: GuardRegis
     finally:
         out.close()
     assert CANARY not in out.text() and len(out.text()) < 1000
+
+
+def test_an_argument_whose_rendering_waits_on_a_thread_that_logs_does_not_deadlock(guarded: GuardRegistration) -> None:
+    """Arguments are rendered outside the guard's lock: their ``__str__`` may wait on other threads."""
+    finished: list[bool] = []
+    out = Formatted("test.shape.threads", logging.Formatter("%(message)s"))
+
+    class WaitsForAWorker:
+        def __str__(self) -> str:
+            worker = threading.Thread(target=out.logger.info, args=("worker: %s", PROMPT))
+            worker.start()
+            worker.join(timeout=10)
+            finished.append(not worker.is_alive())
+            return f"rendered after the worker, {CANARY}"
+
+    try:
+        out.logger.info("main: %s", WaitsForAWorker())
+    finally:
+        out.close()
+    assert finished == [True]
+    assert sorted(out.text().splitlines()) == ["main: rendered after the worker, [redacted]", "worker: [redacted]"]

@@ -62,8 +62,9 @@ def _equal_run(text: str, start: int, part: str, at: int) -> int:
 
 
 class ContentIndex:
-    """Parts, sampled grams and whole-word pieces of all in-flight content; not thread-safe itself
-    (the log guard serialises access)."""
+    """Parts, sampled grams and whole-word pieces of all in-flight content. Changes must be
+    serialised (the log guard holds a lock); a lookup may run alongside one: parts are added before
+    their grams and removed before them, so a lookup finds a gram's part or skips it."""
 
     __slots__ = ("_parts", "_interned", "_grams", "_pieces", "_piece_lengths", "_held", "_next_id")
 
@@ -227,7 +228,7 @@ class ContentIndex:
 
     def _piece_spans(self, text: str) -> list[Span]:
         pieces = self._pieces
-        lengths = sorted(self._piece_lengths, reverse=True)
+        lengths = sorted(list(self._piece_lengths), reverse=True)  # one C call: a snapshot
         spans: list[Span] = []
         size = len(text)
         after = 0

@@ -167,7 +167,7 @@ past this, whatever is left to check is replaced whole."""
 
 
 class _SharedIndex:
-    """What ``rewrite_record`` sees of the shared index."""
+    """What ``rewrite_record`` sees of the shared index, for one record."""
 
     __slots__ = ("budget",)
 
@@ -186,9 +186,6 @@ class _SharedIndex:
 
     def holds(self, argument: str) -> bool:
         return _index.holds(argument)
-
-
-_view = _SharedIndex()
 
 
 def _index_what_arrived() -> None:
@@ -214,9 +211,11 @@ class _GuardedRecordFactory:
         if _active and record.name != ACCESS_LOGGER_NAME:
             with _lock:
                 _index_what_arrived()
-                if _active:
-                    _view.budget = RECORD_CHECK_BUDGET
-                    rewrite_record(record, _view)
+            # Outside the lock: rendering an argument runs its own __str__, which may take locks of
+            # its own or log. Only registrations and removals change the index; a lookup racing one
+            # sees the index before or after it (the GIL makes each dict and list operation whole).
+            if _active:
+                rewrite_record(record, _SharedIndex())
         return record
 
 
