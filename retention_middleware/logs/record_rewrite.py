@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping
+from numbers import Number
 from typing import Any, Protocol
 
 from .redaction import REDACTED
@@ -64,30 +65,34 @@ _BLANK = Shown(REDACTED, REDACTED)
 
 
 def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float))
+    return value is None or isinstance(value, Number)  # bool, int, float, Decimal, numpy scalars
 
 
 def _str_is_repr(value: Any) -> bool:
     return type(value).__str__ is object.__str__  # type: ignore[comparison-overlap]
 
 
-def _redact_value(value: Any, redactor: Redactor) -> Any:
+def _render(value: Any, redactor: Redactor) -> tuple[Any, Any]:
+    """What formatting would show of ``value`` as it is, and ``value`` with content redacted.
+
+    An object is rendered once: its ``str``/``repr`` may be costly or have effects (it may log)."""
     if _plain(value):
-        return value
+        return value, value
     if isinstance(value, str):
         if redactor.holds(value.strip()):
-            return REDACTED
+            return value, REDACTED
         redacted = redactor.redact(value)
-        return value if redacted == value else redacted
+        return value, value if redacted == value else redacted
     try:
         as_str = str(value)
         as_repr = as_str if _str_is_repr(value) else repr(value)
     except Exception:  # a deeply nested value (RecursionError) or a renderer that raises
-        return _BLANK
+        return _BLANK, _BLANK
+    shown = Shown(as_str, as_repr)
     shown_str, shown_repr = redactor.redact(as_str), redactor.redact(as_repr)
     if shown_str == as_str and shown_repr == as_repr:
-        return value
-    return Shown(shown_str, shown_repr)
+        return shown, value
+    return shown, Shown(shown_str, shown_repr)
 
 
 def _blanked(args: Any) -> Any:
@@ -128,6 +133,15 @@ def rewrite_record(record: logging.LogRecord, redactor: Redactor) -> None:
         blank(record, "a log record the guard could not check")
 
 
+def _format(template: str, shown: Any, args: Any) -> str:
+    """``template % args``, through the renderings already made; a template that needs more than a
+    rendering (``%d`` of an object with ``__index__``) is formatted with the arguments themselves."""
+    try:
+        return str(template % shown)
+    except (TypeError, ValueError):
+        return str(template % args)
+
+
 def _rewrite_message(record: logging.LogRecord, redactor: Redactor) -> None:
     args = record.args
     template = record.msg if isinstance(record.msg, str) else str(record.msg)
@@ -137,15 +151,24 @@ def _rewrite_message(record: logging.LogRecord, redactor: Redactor) -> None:
             record.msg = redacted_template
         return  # else the record keeps its own message object for later filters
     if isinstance(args, tuple):
-        new_args: Any = tuple(_redact_value(value, redactor) for value in args)
+        pairs = [_render(value, redactor) for value in args]
+        new_args: Any = tuple(new for _, new in pairs)
         changed = any(new is not old for new, old in zip(new_args, args, strict=True))
+        # The same record as formatting would show it, each object rendered once already.
+        shown_args: Any = tuple(shown for shown, _ in pairs)
+        checked_args: Any = tuple(
+            new if new is not old else shown for (shown, new), old in zip(pairs, args, strict=True)
+        )
     elif isinstance(args, Mapping):
-        new_args = {key: _redact_value(value, redactor) for key, value in args.items()}
+        rendered = {key: _render(value, redactor) for key, value in args.items()}
+        new_args = {key: new for key, (_, new) in rendered.items()}
         changed = any(new_args[key] is not value for key, value in args.items())
+        shown_args = {key: shown for key, (shown, _) in rendered.items()}
+        checked_args = {key: new if new is not args[key] else shown for key, (shown, new) in rendered.items()}
     else:
-        new_args, changed = args, False
+        new_args, changed, shown_args, checked_args = args, False, args, args
     try:
-        message = template % args
+        message = _format(template, shown_args, args)
     except Exception:
         # logging would print the arguments to stderr on this failure; they may hold content.
         record.args = _blanked(new_args)
@@ -157,10 +180,10 @@ def _rewrite_message(record: logging.LogRecord, redactor: Redactor) -> None:
     redacted_template = redactor.redact(template)
     candidate = redacted_template if redacted_template != template else record.msg
     try:
-        rendered: str | None = str(candidate) % new_args
+        checked: str | None = _format(str(candidate), checked_args, new_args)
     except Exception:
-        rendered = None
-    if rendered is not None and redactor.redact(rendered) == rendered:
+        checked = None
+    if checked is not None and redactor.redact(checked) == checked:
         record.msg, record.args = candidate, new_args
         return
     # Content that spans the template and an argument, or a stand-in the template cannot format.
