@@ -3,8 +3,9 @@
 vLLM logs every request it receives, so the log guard runs once per request at least, and always
 with every other in-flight request registered. Each simulated request registers what the middleware
 registers: a chat body (a shared system prompt and its own user text) and its streamed answer, one
-delta at a time. Then, in one run, three kinds of record are logged through a formatting handler, the in-flight
-counts taken in turn over several passes so that drift in the machine's speed spreads over all:
+delta at a time. Then, in one run, three kinds of record are logged through a formatting handler,
+the in-flight counts taken in turn over several passes so that drift in the machine's speed
+spreads over all of them:
 
 - ``unrelated``: an engine status line that shares nothing with any request;
 - ``prompt``: vLLM's ``Received request ...: prompt: %r`` line for one of the in-flight requests;
