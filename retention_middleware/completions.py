@@ -19,6 +19,7 @@ from ._types import ASGIApp, Message, Send
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
+from .logs.early_answer import EarlyAnswer
 from .logs.log_guard import GuardedContent
 from .policy.content_log import ContentLog
 from .routes import Route
@@ -136,6 +137,7 @@ class UsageTee:
         "parser",
         "held",
         "json_body",
+        "early",
         "answer",
     )
 
@@ -156,6 +158,7 @@ class UsageTee:
         self.parser = SSEParser()
         self.held = bytearray()  # strip mode only: bytes of an event not yet complete
         self.json_body: bytearray | None = bytearray()
+        self.early = EarlyAnswer()
         self.answer: Any = None
 
     def result(self) -> Any:
@@ -186,8 +189,8 @@ class UsageTee:
             for event in self.parser.feed(body):
                 self._inspect(event)
         elif self.kind is BodyKind.JSON:
+            self._collect_json(body, more)  # first: the guard must know the answer before it passes
             await self.downstream(message)
-            self._collect_json(body, more)
         else:
             await self.downstream(message)
 
@@ -254,11 +257,16 @@ class UsageTee:
             self.json_body = None  # too large to meter; forwarded all the same
             return
         if more:
+            early = self.early.attempt(collected) if self.guard is not None else None
+            if early is not None and self.guard is not None:
+                self.guard.add_source(early)
             return
-        answer = json_object(collected)
+        answer = self.early.parsed(collected)
         if answer is None:
-            return
+            answer = json_object(collected)
+            if answer is None:
+                return
+            if self.guard is not None:
+                self.guard.add_source(answer)
         self.answer = answer
         self.exchange.record.usage = usage_of_body(answer)
-        if self.guard is not None:
-            self.guard.add_source(answer)

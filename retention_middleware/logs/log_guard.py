@@ -3,12 +3,14 @@
 The middleware registers each inspected request's content (its parsed body, and the generated text
 as it streams past). A wrapper around ``logging``'s record factory then rewrites every record as it
 is created — by any logger, at any level, whatever handlers exist now or are added later — replacing
-that content with ``[redacted]`` in the message, its arguments, the exception text, the stack text
-and any string passed through ``extra``. Records are rewritten at creation because that is the one
-point every handler, formatter and queue sees afterwards.
+that content with ``[redacted]`` in the message, inside each argument, in the exception text, the
+stack text and any string passed through ``extra`` (see ``record_rewrite``). Records are rewritten at
+creation because that is the one point every handler, formatter and queue sees afterwards.
 
-It costs nothing measurable when nobody logs: registering a request stores references only; the text
-index is built the first time a record is created while that request is in flight.
+All in-flight requests share one index (``content_index``), so a record costs what its own length
+costs, whether one request is in flight or a thousand. Registering stores references only: content
+is indexed the first time a record is created after it arrived, so a server that does not log pays
+nothing, and removed from the index when its request completes.
 
 Turn it off with ``RETENTION_LOG_GUARD=false`` (``RetentionSettings(log_guard=False)``).
 """
@@ -18,124 +20,116 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import traceback
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..observability.metrics import count_redaction
-from .redaction import REDACTED, ContentMatcher
+from .content_index import ContentIndex
+from .generated import GeneratedStream
+from .record_rewrite import rewrite_record
+from .redaction import REDACTED, apply_spans, content_strings, short_pieces, variants
 
 GENERATED_TEXT_LIMIT = 1024 * 1024
 """Characters of generated text kept per request for matching (some 250,000 tokens, far more than
 a model writes in one answer). Past this the guard fails closed: while that request is in flight,
-every record's message is replaced whole. The limit keeps a request's memory bounded (about 1 MiB)
-however long its stream runs."""
+every record's message is replaced whole. The limit keeps a request's memory bounded however long
+its stream runs."""
 
-_DELTAS_PER_BLOCK = 256
-"""Streamed deltas are a few characters each; kept one string apiece they would cost ~50 bytes of
-object overhead per delta, so every 256 of them are joined into one string."""
+CHECKED_TEXT_LIMIT = 256 * 1024
+"""Characters of one text (a message, an argument, a traceback) checked against the index. A longer
+one, logged while a request is in flight, is replaced whole: it keeps one record's work bounded."""
 
 ACCESS_LOGGER_NAME = "retention_middleware.access"
 
-# Keys whose string values are protocol vocabulary, not content; walking past them keeps ids, model
-# names and enum values such as "user" or "auto" readable in everybody's logs.
-_NOT_CONTENT_KEYS = frozenset(
-    {
-        "model", "role", "type", "object", "id", "call_id", "item_id", "status", "tool_choice",
-        "service_tier", "truncation", "finish_reason", "system_fingerprint", "encoding_format",
-        "effort", "reasoning_effort", "verbosity", "detail", "previous_response_id", "format",
-    }
-)  # fmt: skip
-
-# Attributes every LogRecord has; anything else arrived through ``extra=`` and may hold content.
-_STANDARD_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-def _strings(value: Any, key: str | None = None) -> Iterator[str]:
-    """Every string inside a parsed JSON value, skipping protocol vocabulary."""
-    if isinstance(value, str):
-        if key not in _NOT_CONTENT_KEYS:
-            yield value
-    elif isinstance(value, dict):
-        for child_key, child in value.items():
-            yield from _strings(child, child_key)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _strings(child, key)
-
-
-class _GeneratedText:
-    """The text of one generated part (a choice, an output item), kept compactly."""
-
-    __slots__ = ("blocks", "pending")
-
-    def __init__(self) -> None:
-        self.blocks: list[str] = []
-        self.pending: list[str] = []
-
-    def add(self, text: str) -> None:
-        self.pending.append(text)
-        if len(self.pending) >= _DELTAS_PER_BLOCK:
-            self.blocks.append("".join(self.pending))
-            self.pending = []
-
-    def text(self) -> str:
-        return "".join(self.blocks) + "".join(self.pending)
+# One index, one lock: records come from any thread, registrations from the event loop.
+_lock = threading.RLock()
+_index = ContentIndex()
+_active: dict[int, GuardedContent] = {}
+_dirty: dict[int, GuardedContent] = {}  # registered content not yet in the index
+_overflowed = 0  # in-flight requests past their generated-text limit
+_ids = itertools.count()
 
 
 class GuardedContent:
-    """The content of one in-flight request, indexed lazily for the record factory."""
+    """The content of one in-flight request: kept as references until a record needs the index."""
 
-    __slots__ = ("_sources", "_generated", "_generated_size", "_matcher", "_indexed_sources", "overflowed")
+    __slots__ = ("key", "_sources", "_streams", "_generated_size", "_parts", "_pieces", "overflowed", "_live")
 
-    def __init__(self) -> None:
+    def __init__(self, key: int) -> None:
+        self.key = key
         self._sources: list[Any] = []
-        self._generated: dict[Any, _GeneratedText] = {}
+        self._streams: dict[Any, GeneratedStream] = {}
         self._generated_size = 0
-        self._matcher: ContentMatcher | None = None
-        self._indexed_sources = 0
+        self._parts: list[int] = []
+        self._pieces: list[str] = []
         self.overflowed = False
+        self._live = True
 
     def add_source(self, value: Any) -> None:
         """A parsed JSON body (request or response) or raw text; walked only when someone logs."""
-        self._sources.append(value)
+        with _lock:
+            if self._live:
+                self._sources.append(value)
+                _dirty[self.key] = self
 
     def add_generated(self, key: Any, text: str) -> None:
-        """Text streamed to the client; ``key`` keeps separate choices/parts from interleaving."""
-        if self.overflowed:
+        """Text streamed to the client; ``key`` keeps separate choices/parts from interleaving.
+
+        Called once per streamed delta, so it takes the lock only every 256 deltas (see
+        ``GeneratedStream.add``); only the event loop serving this request calls it."""
+        if self.overflowed or not self._live:
             return
         self._generated_size += len(text)
         if self._generated_size > GENERATED_TEXT_LIMIT:
-            self.overflowed = True
-            self._generated.clear()
+            self._overflow()
             return
-        part = self._generated.get(key)
-        if part is None:
-            part = self._generated[key] = _GeneratedText()
-        part.add(text)
-        self._matcher = None
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = GeneratedStream()
+        if stream.add(text):
+            with _lock:
+                stream.compact()
+        _dirty[self.key] = self
 
-    def matcher(self) -> ContentMatcher:
-        matcher = self._matcher
-        if matcher is None or self._indexed_sources < len(self._sources):
-            # Rebuilt when new generated text arrived; sources are few and the build is linear.
-            matcher = ContentMatcher()
-            for source in self._sources:
-                for text in _strings(source) if not isinstance(source, str) else (source,):
-                    matcher.add(text)
-            for part in list(self._generated.values()):
-                matcher.add(part.text())
-            self._indexed_sources = len(self._sources)
-            self._matcher = matcher
-        return matcher
+    def _overflow(self) -> None:
+        global _overflowed
+        with _lock:
+            if self.overflowed:
+                return
+            self.overflowed = True
+            _overflowed += 1
+            for stream in list(self._streams.values()):
+                stream.release(_index)
+            self._streams.clear()
 
+    def _flush(self) -> None:
+        sources, self._sources = self._sources, []
+        for source in sources:
+            for text, whole in ((source, True),) if isinstance(source, str) else content_strings(source):
+                if not text.strip():
+                    continue
+                for variant in variants(text):
+                    self._parts.append(_index.add_text(variant))
+                for piece in short_pieces(text, whole=whole):
+                    self._pieces.append(piece)
+                    _index.add_piece(piece)
+        for stream in list(self._streams.values()):  # the event loop may add one meanwhile
+            stream.flush(_index)
 
-_active: dict[int, GuardedContent] = {}
-_ids = itertools.count()
+    def _release(self) -> None:
+        global _overflowed
+        self._live = False
+        _dirty.pop(self.key, None)
+        for part_id in self._parts:
+            _index.remove_text(part_id)
+        for piece in self._pieces:
+            _index.remove_piece(piece)
+        for stream in self._streams.values():
+            stream.release(_index)
+        self._parts, self._pieces, self._sources, self._streams = [], [], [], {}
+        if self.overflowed:
+            _overflowed -= 1
 
 
 class GuardRegistration:
@@ -145,9 +139,10 @@ class GuardRegistration:
 
     def __init__(self) -> None:
         self.key = next(_ids)
-        self.content = GuardedContent()
+        self.content = GuardedContent(self.key)
         _ensure_installed()
-        _active[self.key] = self.content
+        with _lock:
+            _active[self.key] = self.content
 
     def release(self, *, after_this_step: bool = False) -> None:
         """Stop guarding. With ``after_this_step`` the content stays guarded until the running event
@@ -155,64 +150,55 @@ class GuardRegistration:
         the exception leaves the middleware, is still redacted."""
         if after_this_step:
             try:
-                asyncio.get_running_loop().call_soon(_active.pop, self.key, None)
+                asyncio.get_running_loop().call_soon(self._drop)
                 return
             except RuntimeError:
                 pass
-        _active.pop(self.key, None)
+        self._drop()
+
+    def _drop(self) -> None:
+        with _lock:
+            if _active.pop(self.key, None) is not None:
+                self.content._release()
 
 
-def _redact_text(text: str, matchers: list[ContentMatcher]) -> str:
-    for matcher in matchers:
-        text = matcher.redact(text)
-    return text
+RECORD_CHECK_BUDGET = 4 * CHECKED_TEXT_LIMIT
+"""Characters checked for one record in all (its message is read a few times, each argument once);
+past this, whatever is left to check is replaced whole."""
 
 
-def _redact_argument(value: Any, matchers: list[ContentMatcher]) -> Any:
-    if isinstance(value, str) and any(matcher.holds(value) for matcher in matchers):
-        return REDACTED
-    return value
+class _SharedIndex:
+    """What ``rewrite_record`` sees of the shared index, for one record."""
+
+    __slots__ = ("budget",)
+
+    def __init__(self) -> None:
+        self.budget = RECORD_CHECK_BUDGET
+
+    @property
+    def fail_closed(self) -> bool:
+        return _overflowed > 0
+
+    def redact(self, text: str) -> str:
+        if len(text) > min(CHECKED_TEXT_LIMIT, self.budget):
+            return f"{REDACTED} (too long to check while requests are in flight)"
+        self.budget -= len(text)
+        return apply_spans(text, _index.spans(text))
+
+    def holds(self, argument: str) -> bool:
+        return _index.holds(argument)
 
 
-def redact_record(record: logging.LogRecord, contents: list[GuardedContent]) -> None:
-    """Rewrite ``record`` in place so that none of ``contents`` survives in it."""
-    if any(content.overflowed for content in contents):
-        record.msg = f"{REDACTED} (a request too large to match against is in flight)"
-        record.args = ()
-        record.exc_info = record.exc_text = record.stack_info = None
-        return
-    matchers = [content.matcher() for content in contents]
-    args = record.args
-    if isinstance(args, tuple):
-        args = tuple(_redact_argument(arg, matchers) for arg in args)
-    elif isinstance(args, dict):
-        args = {key: _redact_argument(arg, matchers) for key, arg in args.items()}
-    try:
-        message = str(record.msg) % args if args else str(record.msg)
-        failed = False
-    except Exception:
-        # logging would print the arguments to stderr on this failure; they may hold content.
-        message, failed = f"{record.msg} {REDACTED}", True
-    redacted = _redact_text(message, matchers)
-    if failed or redacted != message or args != record.args:
-        record.msg = redacted
-        record.args = ()
-        count_redaction()
-    # else: nothing matched, and the record keeps its own message object for later filters
-    if record.exc_info and not record.exc_text:
-        record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-    if record.exc_text:
-        exc_text = _redact_text(record.exc_text, matchers)
-        if exc_text != record.exc_text:
-            record.exc_text = exc_text
-            # Handlers that format exc_info themselves (error trackers, say) would bypass the redacted
-            # text, so the exception object goes; a traceback without content keeps it.
-            record.exc_info = None
-    if record.stack_info:
-        record.stack_info = _redact_text(record.stack_info, matchers)
-    for name, value in list(vars(record).items()):
-        if name not in _STANDARD_RECORD_ATTRIBUTES and isinstance(value, str):
-            setattr(record, name, _redact_text(value, matchers))
+def _index_what_arrived() -> None:
+    global _overflowed
+    while _dirty:
+        content = _dirty.popitem()[1]
+        try:
+            content._flush()
+        except Exception:  # content the index cannot take is guarded by failing closed
+            if not content.overflowed:
+                content.overflowed = True
+                _overflowed += 1
 
 
 class _GuardedRecordFactory:
@@ -224,7 +210,17 @@ class _GuardedRecordFactory:
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.previous(*args, **kwargs)
         if _active and record.name != ACCESS_LOGGER_NAME:
-            redact_record(record, list(_active.values()))
+            with _lock:
+                _index_what_arrived()
+            # Outside the lock: rendering an argument runs its own __str__, which may take locks of
+            # its own or log. Only registrations and removals change the index; a lookup racing one
+            # sees the index before or after it (the GIL makes each dict and list operation whole).
+            if _active:
+                before = (record.msg, record.args, record.exc_text, record.stack_info)
+                rewrite_record(record, _SharedIndex())
+                after = (record.msg, record.args, record.exc_text, record.stack_info)
+                if any(new is not old for new, old in zip(after, before, strict=True)):
+                    count_redaction()  # the rewrite replaces only what held content
         return record
 
 
@@ -238,3 +234,9 @@ def _ensure_installed() -> None:
 def guarded_request_count() -> int:
     """How many requests' content is guarded right now (for tests and diagnostics)."""
     return len(_active)
+
+
+def index_is_empty() -> bool:
+    """True when the shared index holds nothing (for tests: every completed request was removed)."""
+    with _lock:
+        return _index.empty and not _dirty

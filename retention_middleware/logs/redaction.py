@@ -1,146 +1,139 @@
 """Find and replace request content inside arbitrary log text.
 
 A log line rarely contains a prompt verbatim: servers render it into a chat template, escape it with
-``%r`` or ``json.dumps``, truncate it to a maximum length, or log one streamed delta at a time. So the
-matcher looks for any *shared stretch* of text rather than whole strings:
+``%r`` or ``json.dumps``, truncate it to a maximum length, or log one streamed delta at a time. So
+content is matched as *shared stretches* of text rather than whole strings (see ``content_index``):
 
-- every long-enough stretch shared with the content is found through an index of short substrings
-  ("grams") sampled every ``STRIDE`` characters of the content, then grown character by character to
-  its full extent; a shared stretch of ``MIN_SHARED`` characters or more always contains a sampled gram;
+- every stretch of ``MIN_SHARED`` characters or more shared with the content is found;
 - content too short for that (a one-word prompt, a short line between escaped newlines) is matched
   exactly, as a whole word, so that "hi" does not redact the middle of "this";
 - for content with non-ASCII text, the ``\\uXXXX`` form ``json.dumps`` writes is indexed as well.
 
-The index is built only when a log record actually needs it, so a server that does not log pays
-nothing.
+Which strings of a JSON body are content: all of them but protocol vocabulary (model names, roles,
+ids, enum values), see ``content_strings``.
+
+Not everything short is content worth redacting (the noise rule): a piece with no letter or digit
+(``{``, ``...``) never is, nor a single character; a piece cut out of a longer text (one line of a
+multi-line prompt, one delta of a stream) must have ``MIN_PIECE`` characters. Only a whole content
+string may be shorter ("hi" as the entire prompt).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from typing import Any
+
+from .content_index import MIN_SHARED, ContentIndex, Span
 
 REDACTED = "[redacted]"
 
-GRAM = 6
-STRIDE = 4
-MIN_SHARED = GRAM + STRIDE - 1
-"""Shared stretches at least this long are always found through the gram index."""
+MIN_PIECE = 4
+"""Shortest piece of a longer text matched on its own; "the", "and", "you" are everybody's words."""
 
-MIN_HELD = 3
-"""Shortest log argument that is redacted for being a piece of the content."""
+MIN_WHOLE = 2
+"""Shortest whole content string matched on its own: a single letter is everybody's."""
 
-_MAX_ALIGNMENTS = 16  # occurrences of one gram to try; grams are rare in real text
 _ESCAPE_PRONE = re.compile(r"[\x00-\x1f\"'\\]+")
+_ALNUM = re.compile(r"[^\W_]")
 
 
-def _variants(text: str) -> list[str]:
+# Keys whose string values are protocol vocabulary, not content; walking past them keeps ids, model
+# names and enum values such as "user" or "auto" readable in everybody's logs.
+_NOT_CONTENT_KEYS = frozenset(
+    {
+        "model", "role", "type", "object", "id", "call_id", "item_id", "status", "tool_choice",
+        "service_tier", "truncation", "finish_reason", "system_fingerprint", "encoding_format",
+        "effort", "reasoning_effort", "verbosity", "detail", "previous_response_id", "format",
+    }
+)  # fmt: skip
+
+# Keys whose string values are pieces of a text held elsewhere, never a content string of their
+# own: a logprobs token is one piece of the answer (or of an answer not given).
+_PIECE_KEYS = frozenset({"token"})
+
+
+def content_strings(value: Any) -> Iterator[tuple[str, bool]]:
+    """Every string inside a parsed JSON value, skipping protocol vocabulary, with whether it is a
+    whole content string. Walked with a stack of its own: a body nested thousands deep is fine."""
+    stack: list[tuple[Any, str | None]] = [(value, None)]
+    while stack:
+        item, key = stack.pop()
+        if isinstance(item, str):
+            if key not in _NOT_CONTENT_KEYS:
+                yield item, key not in _PIECE_KEYS
+        elif isinstance(item, dict):
+            stack.extend((child, child_key) for child_key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, key) for child in item)
+
+
+def worth_matching(piece: str, *, whole: bool) -> bool:
+    """The noise rule: is this short text (already stripped) content worth redacting on its own?"""
+    return len(piece) >= (MIN_WHOLE if whole else MIN_PIECE) and _ALNUM.search(piece) is not None
+
+
+def variants(text: str) -> list[str]:
     if text.isascii():
         return [text]
     return [text, json.dumps(text)[1:-1]]
 
 
-class ContentMatcher:
-    """Holds the content of one request and redacts it from text."""
+def short_pieces(text: str, *, whole: bool = True) -> list[str]:
+    """The pieces of ``text`` matched as whole words: its stripped self when short, and the short
+    segments between the characters that escaping rewrites (newlines, quotes, backslashes)."""
+    found: list[str] = []
+    for variant in variants(text):
+        for segment in _ESCAPE_PRONE.split(variant):
+            segment = segment.strip()
+            if len(segment) < MIN_SHARED and worth_matching(segment, whole=False) and segment not in found:
+                found.append(segment)
+    stripped = text.strip()
+    if whole and len(stripped) < MIN_SHARED and worth_matching(stripped, whole=True) and stripped not in found:
+        found.append(stripped)
+    return found
 
-    __slots__ = ("_corpus_parts", "_corpus", "_grams", "_short", "_short_pattern")
+
+def apply_spans(text: str, spans: list[Span]) -> str:
+    """``text`` with every span (sorted by start; overlapping ones merge) replaced by ``REDACTED``."""
+    if not spans:
+        return text
+    pieces: list[str] = []
+    position = 0
+    for start, end in spans:
+        if start >= position:
+            pieces.append(text[position:start])
+            pieces.append(REDACTED)
+        position = max(position, end)  # an overlapping span only widens the redaction
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+class ContentMatcher:
+    """The content of one set of strings, on an index of its own (the log guard shares one index
+    among all in-flight requests; this is the same matching for a single owner)."""
+
+    __slots__ = ("_index", "_texts")
 
     def __init__(self) -> None:
-        self._corpus_parts: list[str] = []
-        self._corpus: str | None = ""
-        self._grams: set[str] = set()
-        self._short: set[str] = set()
-        self._short_pattern: re.Pattern[str] | None = None
+        self._index = ContentIndex()
+        self._texts: list[str] = []
 
     def add(self, text: str) -> None:
         """Index one content string (a message, an input, a piece of generated text)."""
-        stripped = text.strip()
-        if not stripped:
+        if not text.strip():
             return
-        for variant in _variants(text):
-            self._corpus_parts.append(variant)
-            self._corpus = None
-            grams = self._grams
-            for start in range(0, len(variant) - GRAM + 1, STRIDE):
-                grams.add(variant[start : start + GRAM])
-            for segment in _ESCAPE_PRONE.split(variant):
-                segment = segment.strip()
-                if 0 < len(segment) < MIN_SHARED and segment not in self._short:
-                    self._short.add(segment)
-                    self._short_pattern = None
-        if len(stripped) < MIN_SHARED and stripped not in self._short:
-            self._short.add(stripped)
-            self._short_pattern = None
+        for variant in variants(text):
+            self._index.add_text(variant)
+            self._texts.append(variant)
+        for piece in short_pieces(text):
+            self._index.add_piece(piece)
 
     def holds(self, text: str) -> bool:
         """True when ``text`` is itself a piece of the content (e.g. one streamed delta)."""
         text = text.strip()
-        # One or two characters are a piece of almost any text; matching them would redact model
-        # names and status words from every record while a request is in flight.
-        return len(text) >= MIN_HELD and any(text in part for part in self._corpus_parts)
+        return worth_matching(text, whole=False) and any(text in part for part in self._texts)
 
     def redact(self, text: str) -> str:
-        spans = sorted(self._shared_spans(text) + self._short_spans(text))
-        if not spans:
-            return text
-        pieces: list[str] = []
-        position = 0
-        for start, end in spans:
-            if start >= position:
-                pieces.append(text[position:start])
-                pieces.append(REDACTED)
-            position = max(position, end)  # an overlapping span only widens the redaction
-        pieces.append(text[position:])
-        return "".join(pieces)
-
-    def _shared_spans(self, text: str) -> list[tuple[int, int]]:
-        grams = self._grams
-        if not grams or len(text) < GRAM:
-            return []
-        if self._corpus is None:
-            # NUL never occurs in log text, so no match runs from one content string into the next.
-            self._corpus = "\x00".join(self._corpus_parts)
-        corpus = self._corpus
-        spans: list[tuple[int, int]] = []
-        index = 0
-        last = len(text) - GRAM
-        while index <= last:
-            gram = text[index : index + GRAM]
-            if gram not in grams:
-                index += 1
-                continue
-            best_start, best_end = index, index + GRAM
-            found = corpus.find(gram)
-            tries = 0
-            while found >= 0 and tries < _MAX_ALIGNMENTS:
-                start, end = index, index + GRAM
-                left, right = found, found + GRAM
-                while start > 0 and left > 0 and text[start - 1] == corpus[left - 1]:
-                    start -= 1
-                    left -= 1
-                while end < len(text) and right < len(corpus) and text[end] == corpus[right]:
-                    end += 1
-                    right += 1
-                if end - start > best_end - best_start:
-                    best_start, best_end = start, end
-                found = corpus.find(gram, found + 1)
-                tries += 1
-            if best_end - best_start >= MIN_SHARED:
-                spans.append((best_start, best_end))
-                index = max(index + 1, best_end - GRAM + 1)
-            else:
-                # Six shared characters alone ("request", "the user") are as likely coincidence.
-                index += 1
-        return spans
-
-    def _short_spans(self, text: str) -> list[tuple[int, int]]:
-        if not self._short:
-            return []
-        if self._short_pattern is None:
-            alternatives = "|".join(re.escape(piece) for piece in sorted(self._short, key=len, reverse=True))
-            # Whole words only: a short piece inside a longer word is a coincidence, not content. An
-            # escape such as the \n that %r writes for a newline also starts a word.
-            self._short_pattern = re.compile(
-                rf"(?:(?<!\w)|(?<=\\[ntr])|(?<=\\u[0-9a-fA-F]{{4}}))(?:{alternatives})(?!\w)"
-            )
-        return [match.span() for match in self._short_pattern.finditer(text)]
+        return apply_spans(text, self._index.spans(text))

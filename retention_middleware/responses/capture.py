@@ -13,6 +13,7 @@ from typing import Any
 
 from .._types import Message, Send
 from ..exchange import Exchange
+from ..logs.early_answer import EarlyAnswer
 from ..logs.log_guard import GuardedContent
 from ..wire.json_object import json_object
 from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
@@ -45,6 +46,7 @@ class ResponseCapture:
         "kind",
         "parser",
         "json_body",
+        "early",
         "seen_id",
     )
 
@@ -72,6 +74,7 @@ class ResponseCapture:
         self.kind = BodyKind.OTHER
         self.parser = SSEParser()
         self.json_body: bytearray | None = bytearray()
+        self.early = EarlyAnswer()
         self.seen_id = False
 
     async def send(self, message: Message) -> None:
@@ -136,13 +139,20 @@ class ResponseCapture:
             self.json_body = None
             return None
         if more:
+            # Registered as soon as the bytes are whole: the final message may be an empty one.
+            early = self.early.attempt(collected) if self.guard is not None else None
+            if early is not None and self.guard is not None and early.get("object") == "response":
+                self.guard.add_source(early)
             return None
-        response = json_object(collected)
+        response = self.early.parsed(collected)
+        registered = response is not None
+        if response is None:
+            response = json_object(collected)
         if response is None or response.get("object") != "response":
             return None
         self._learn_id(response)
         self.exchange.record.usage = normalise_usage(response.get("usage"))
-        if self.guard is not None:
+        if self.guard is not None and not registered:
             self.guard.add_source(response)
         return response
 
