@@ -19,6 +19,8 @@ from .completions import CompletionsHandler
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
+from .limits.headers import HeadLimits
+from .limits.head_method import without_body
 from .logs.access_log import AccessRecord, emit
 from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler
@@ -28,7 +30,7 @@ from .routes import Route, classify
 from .settings import RetentionSettings
 from .store import make_store
 from .store.base import ResponseStore, StoreConfigurationError, StoreError
-from .tenancy import TenantResolver
+from .tenancy import ANONYMOUS, TenantResolver
 
 logger = logging.getLogger("retention_middleware")
 
@@ -45,6 +47,10 @@ _INTERNAL_ERROR = OpenAIError(
     type="server_error",
     code="internal_error",
 )
+
+
+# Served by the middleware, so a HEAD gets what a GET would, without the body.
+_SERVED_FOR_HEAD = frozenset({Route.RESPONSES_RETRIEVE, Route.RESPONSES_INPUT_ITEMS})
 
 
 class RetentionMiddleware:
@@ -74,7 +80,14 @@ class RetentionMiddleware:
         self.settings = settings
         clock = clock or _utc_now
         self.store = store if store is not None else make_store(settings, clock=clock)
-        self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
+        shared = settings.tenancy == "shared"
+        self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header, shared=shared)
+        if shared:
+            logger.warning(
+                "RETENTION_TENANCY=shared: callers are not told apart; anyone who learns a response id "
+                "can read or delete it"
+            )
+        self._head_limits = HeadLimits(settings.max_header_bytes, settings.max_headers)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
         completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
@@ -98,14 +111,29 @@ class RetentionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        route, raw_id = classify(scope["method"], scope["path"])
-        record = AccessRecord(scope["method"], scope["path"], self._tenants.tenant_of(scope["headers"]))
+        # Refusals (an oversized head, two callers in one request) are answered here, before any
+        # handler or the app sees the request, and still get their access-log line.
+        refusal = self._head_limits.check(scope)
+        tenant = ANONYMOUS
+        if refusal is None:
+            try:
+                tenant = self._tenants.tenant_of(scope["headers"])
+            except OpenAIError as error:
+                refusal = error
+        route, raw_id = classify(scope["method"], scope["path"], scope.get("raw_path"))
+        record = AccessRecord(scope["method"], scope["path"], tenant)
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
+        if scope["method"] == "HEAD" and route in _SERVED_FOR_HEAD:
+            send = without_body(send)
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)
         failed = False
         try:
-            await self._handlers.get(route, self._passthrough)(exchange)
+            if refusal is not None:
+                record.error = refusal.code
+                await send_error(exchange.send, refusal)
+            else:
+                await self._handlers.get(route, self._passthrough)(exchange)
         except asyncio.CancelledError:
             # The server cancelled the request (shutdown, or a client gone): nobody is left to answer.
             failed = True

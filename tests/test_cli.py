@@ -36,6 +36,7 @@ from support.asgi_tools import answer_lifespan, read_request_body
 from support.servers import serve, unused_port
 
 DEADLINE = 10.0
+TENANT_SECRET = "cli-test-tenant-secret-0123456789"
 COMMAND = [sys.executable, "-m", "retention_middleware.proxy.cli"]
 BANNER = re.compile(r"^retention-proxy (\S+) listening on (http://[\d.]+:(\d+))$")
 
@@ -467,7 +468,10 @@ def test_an_unreachable_mongodb_exits_nonzero_naming_the_store_without_its_passw
     port = unused_port()
     password = f"pw-{uuid.uuid4().hex}"
     result = run_cli(
-        "--demo", "--store", f"mongodb://operator:{password}@127.0.0.1:{port}/", env={"RETENTION_MONGO_TIMEOUT": "1s"}
+        "--demo",
+        "--store",
+        f"mongodb://operator:{password}@127.0.0.1:{port}/",
+        env={"RETENTION_MONGO_TIMEOUT": "1s", "RETENTION_TENANT_SECRET": TENANT_SECRET},
     )
     assert result.returncode == 1
     assert f"mongodb://operator:***@127.0.0.1:{port}/" in result.stderr
@@ -481,7 +485,7 @@ def test_a_mongodb_rejecting_the_credentials_exits_nonzero_without_the_password(
     """The wire-protocol test server has no authentication, so credentials cannot succeed against it."""
     password = f"pw-{uuid.uuid4().hex}"
     uri = mongo_server.uri.replace("mongodb://", f"mongodb://operator:{password}@")
-    result = run_cli("--demo", "--store", uri, env={"RETENTION_MONGO_TIMEOUT": "2s"})
+    result = run_cli("--demo", "--store", uri, env={"RETENTION_MONGO_TIMEOUT": "2s", "RETENTION_TENANT_SECRET": TENANT_SECRET})
     assert result.returncode == 1
     assert "mongodb://operator:***@" in result.stderr
     assert password not in result.stderr + result.stdout
@@ -522,7 +526,8 @@ def test_the_banner_shows_the_effective_settings_and_no_secret(
         env={"RETENTION_STORE": mongo_uri, "RETENTION_TENANT_SECRET": secret, "RETENTION_POLICY": "standard"},
     )  # fmt: skip
     settings = proxy.banner_settings()
-    assert settings["store"] == RetentionSettings(store=mongo_uri).public_view()["store"]  # mongo_uri, password hidden
+    # mongo_uri, password hidden
+    assert settings["store"] == RetentionSettings(store=mongo_uri, tenant_secret=secret).public_view()["store"]
     assert settings["mongo_db"] == mongo_db_name
     assert _is_duration(settings["ttl"], timedelta(hours=12))
     assert settings["policy"] == "standard"
@@ -543,7 +548,8 @@ def test_the_banner_hides_a_mongodb_password() -> None:
     """The banner itself, built in-process: a store with credentials cannot start against the test server."""
     from retention_middleware.proxy import cli
 
-    options = cli._options(["--store", "mongodb://operator:hunter2-pw@db.internal:27017/?authSource=admin"], {})
+    uri = "mongodb://operator:hunter2-pw@db.internal:27017/?authSource=admin"
+    options = cli._options(["--store", uri, "--tenant-header", "x-org-id"], {})
     banner = cli._banner(options, 8080)
     assert "store: mongodb://operator:***@db.internal:27017/?authSource=admin" in banner
     assert "hunter2-pw" not in banner

@@ -21,7 +21,7 @@ from ..exchange import Exchange
 from ..inflight import InFlightRegistry, InFlightWrite
 from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
-from ..store.base import ResponseStore, StoredResponse, StoreError
+from ..store.base import ResponseStore, StoredResponse, StoreError, StoreOutcomeUnknown
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
@@ -223,6 +223,8 @@ class _Turn:
             # The answer is served all the same (RETENTION_STORE_FAILURE=serve); the client can tell
             # from a later GET, the operator from the access log.
             record.error = error.code
+            if isinstance(error, StoreOutcomeUnknown):
+                record.stored = "unknown"  # the write may land after all: "false" would be a lie
             logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
         finally:
             entry.end_write()
