@@ -19,8 +19,8 @@ from .completions import CompletionsHandler
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
-from .limits.headers import HeadLimits
 from .limits.head_method import without_body
+from .limits.headers import HeadLimits
 from .logs.access_log import AccessRecord, emit
 from .policy.content_log import ContentLog
 from .policy.disclosure import ModelsDisclosureHandler

@@ -51,12 +51,12 @@ _MODEL_ITEM = re.compile(r"^(?:/v1)?/models/.+$", re.IGNORECASE | re.ASCII)
 _SLASHES = re.compile(r"//+")
 
 
-def normalise(path: str) -> str:
+def normalise(path: str, *, resolve_dots: bool = True) -> str:
     """The path as a lenient router would see it: one slash between segments, dot segments resolved,
     no trailing slash."""
     if "//" in path:
         path = _SLASHES.sub("/", path)
-    if "/." in path:
+    if resolve_dots and "/." in path:
         segments: list[str] = []
         for segment in path.split("/")[1:]:
             if segment == "..":
@@ -76,7 +76,9 @@ def classify(method: str, path: str, raw_path: bytes | None = None) -> tuple[Rou
     ``raw_path`` (the path before percent-decoding) lets an id holding ``%2F`` be told from two
     segments; such an id is returned whole, slash included, so the handler refuses it.
     """
-    path = normalise(path)
+    # An encoded slash is not a separator, so "a%2F..%2Fb" is one (invalid) id, not a way up.
+    encoded_slash = raw_path is not None and b"%2f" in raw_path.lower()
+    path = normalise(path, resolve_dots=not encoded_slash)
     folded = path.lower() if path.isascii() else path
     route = _EXACT.get((method, folded))
     if route is not None:
@@ -84,7 +86,6 @@ def classify(method: str, path: str, raw_path: bytes | None = None) -> tuple[Rou
     if method == "GET" and "/models/" in folded and _MODEL_ITEM.match(path):
         return Route.MODELS, None
     if "/responses/" in folded and method in ("GET", "HEAD", "DELETE"):
-        encoded_slash = raw_path is not None and b"%2f" in raw_path.lower()
         match = None if encoded_slash else _RESPONSE_ITEM.match(path)
         if match and not (method == "DELETE" and match.group(2)):
             response_id, input_items = match.groups()

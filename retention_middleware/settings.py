@@ -151,9 +151,13 @@ class RetentionSettings:
         default=timedelta(seconds=10), metadata=_env("RETENTION_HEADER_TIMEOUT", parse_duration)
     )
     """Proxy only: longest a client may take to send a request's head before the connection is closed."""
-    body_timeout: timedelta = field(default=timedelta(seconds=60), metadata=_env("RETENTION_BODY_TIMEOUT", parse_duration))
+    body_timeout: timedelta = field(
+        default=timedelta(seconds=60), metadata=_env("RETENTION_BODY_TIMEOUT", parse_duration)
+    )
     """Proxy only: longest silence while a request body is being read before answering 408."""
-    idle_timeout: timedelta = field(default=timedelta(seconds=75), metadata=_env("RETENTION_IDLE_TIMEOUT", parse_duration))
+    idle_timeout: timedelta = field(
+        default=timedelta(seconds=75), metadata=_env("RETENTION_IDLE_TIMEOUT", parse_duration)
+    )
     """Proxy only: how long an idle keep-alive connection is kept open."""
     max_connections: int = field(default=1000, metadata=_env("RETENTION_MAX_CONNECTIONS", int))
     """Proxy only: most client connections open at once; one more is answered 503 and closed."""
@@ -177,7 +181,8 @@ class RetentionSettings:
                     f"{name} ({self._env_name(name)}): must be a positive duration such as 90s, 12h or 30d"
                 )
         for name in (
-            "max_body", "memory_budget", "upstream_max_connections", "max_header_bytes", "max_headers", "max_connections",
+            "max_body", "memory_budget", "upstream_max_connections",
+            "max_header_bytes", "max_headers", "max_connections",
         ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -485,7 +485,8 @@ def test_a_mongodb_rejecting_the_credentials_exits_nonzero_without_the_password(
     """The wire-protocol test server has no authentication, so credentials cannot succeed against it."""
     password = f"pw-{uuid.uuid4().hex}"
     uri = mongo_server.uri.replace("mongodb://", f"mongodb://operator:{password}@")
-    result = run_cli("--demo", "--store", uri, env={"RETENTION_MONGO_TIMEOUT": "2s", "RETENTION_TENANT_SECRET": TENANT_SECRET})
+    env = {"RETENTION_MONGO_TIMEOUT": "2s", "RETENTION_TENANT_SECRET": TENANT_SECRET}
+    result = run_cli("--demo", "--store", uri, env=env)
     assert result.returncode == 1
     assert "mongodb://operator:***@" in result.stderr
     assert password not in result.stderr + result.stdout

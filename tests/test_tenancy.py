@@ -2,12 +2,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import tracemalloc
 
+import httpx
+import orjson
 import pytest
 
+from retention_middleware import RetentionMiddleware, RetentionSettings, SettingsError
+from retention_middleware._types import Receive, Scope, Send
+from retention_middleware.demo import EchoModel
 from retention_middleware.errors import OpenAIError
 from retention_middleware.tenancy import ANONYMOUS, TenantResolver
+
+from support.asgi_tools import asgi_client, capture_all_logs
 
 SECRET = "tenancy-secret-0123456789"
 
@@ -89,3 +97,98 @@ def test_other_schemes_and_empty_tokens_are_anonymous() -> None:
     for value in ("Basic dXNlcjpwYXNz", "Bearer ", "Bearer", "sk-a"):
         assert resolver.tenant_of(auth(value)) == ANONYMOUS
     assert resolver.tenant_of(auth("bearer sk-a")) == resolver.tenant_of(auth("Bearer sk-a"))
+
+
+# -- through the middleware --------------------------------------------------------------------------
+
+
+class Upstream:
+    """The echo model, counting the requests that reach it."""
+
+    def __init__(self) -> None:
+        self.model = EchoModel()
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
+        await self.model(scope, receive, send)
+
+
+async def test_by_default_one_key_cannot_read_or_delete_another_keys_response() -> None:
+    # No secret, no header, memory store: the defaults a first-time operator runs.
+    middleware = RetentionMiddleware(EchoModel(), RetentionSettings())
+    alice = {"authorization": "Bearer sk-alice"}
+    mallory = {"authorization": "Bearer sk-mallory"}
+    with capture_all_logs() as logs:
+        async with asgi_client(middleware) as client:
+            created = await client.post("/v1/responses", json={"model": "m", "input": "mine"}, headers=alice)
+            response_id = created.json()["id"]
+            assert (await client.get(f"/v1/responses/{response_id}", headers=mallory)).status_code == 404
+            assert (await client.get(f"/v1/responses/{response_id}")).status_code == 404  # no key at all
+            assert (await client.delete(f"/v1/responses/{response_id}", headers=mallory)).status_code == 404
+            assert (await client.get(f"/v1/responses/{response_id}", headers=alice)).status_code == 200
+    tenants = [orjson.loads(line)["tenant"] for line in logs.access_lines()]
+    assert tenants[0] == tenants[-1] != tenants[1]
+    assert ANONYMOUS not in (tenants[0], tenants[1]) and tenants[2] == ANONYMOUS
+    assert "sk-alice" not in logs.text() and "sk-mallory" not in logs.text()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("authorization", "Bearer sk-a"), ("authorization", "Bearer sk-b")],
+        [("x-org-id", "org-1"), ("x-org-id", "org-2")],
+    ],
+    ids=["two-keys", "two-tenant-headers"],
+)
+async def test_a_request_naming_two_callers_gets_400_and_is_never_forwarded(headers: list[tuple[str, str]]) -> None:
+    upstream = Upstream()
+    middleware = RetentionMiddleware(upstream, RetentionSettings(tenant_header="x-org-id"))
+    with capture_all_logs() as logs:
+        async with asgi_client(middleware) as client:
+            chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            answer = await client.post("/v1/chat/completions", json=chat, headers=httpx.Headers(headers))
+            innocent = await client.post("/v1/chat/completions", json=chat, headers={"authorization": "Bearer sk-a"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "duplicate_header"
+    assert upstream.calls == 1 and innocent.status_code == 200  # only the innocent request went on
+    entry = orjson.loads(logs.access_lines()[0])
+    assert (entry["status"], entry["error"]) == (400, "duplicate_header")
+
+
+def test_shared_tenancy_is_chosen_explicitly_and_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="retention_middleware"):
+        RetentionMiddleware(EchoModel(), RetentionSettings(tenancy="shared"))
+        RetentionMiddleware(EchoModel(), RetentionSettings())
+    warnings = [record for record in caplog.records if "RETENTION_TENANCY=shared" in record.getMessage()]
+    assert len(warnings) == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "works"),
+    [
+        ({}, False),
+        ({"tenancy": "shared"}, True),
+        ({"tenant_secret": SECRET}, True),
+        ({"tenant_header": "x-org-id"}, True),
+    ],
+    ids=["nothing", "shared", "secret", "header"],
+)
+def test_a_mongodb_store_needs_a_way_to_tell_callers_apart(values: dict[str, str], works: bool) -> None:
+    build = lambda: RetentionSettings(store="mongodb://db.internal:27017/", **values)  # noqa: E731
+    if works:
+        build()
+        return
+    with pytest.raises(SettingsError) as refused:
+        build()
+    message = str(refused.value)
+    assert "RETENTION_TENANT_SECRET" in message and "RETENTION_TENANT_HEADER" in message
+    assert "RETENTION_TENANCY=shared" in message
+
+
+def test_shared_tenancy_and_a_secret_contradict_each_other() -> None:
+    with pytest.raises(SettingsError, match="RETENTION_TENANCY"):
+        RetentionSettings(tenancy="shared", tenant_secret=SECRET)
+    with pytest.raises(SettingsError, match="RETENTION_TENANCY"):
+        RetentionSettings(tenancy="everyone")  # type: ignore[arg-type]

@@ -44,7 +44,8 @@ def translated(operation: str, *, write: bool = False) -> Iterator[None]:
     except OperationFailure as exc:  # includes WriteError, ExecutionTimeout, WriteConcernError
         code_name = (exc.details or {}).get("codeName") or ""
         if write and _outcome_unknown(exc):
-            raise StoreOutcomeUnknown(f"MongoDB may or may not {operation}: error code {exc.code} {code_name}") from None
+            message = f"MongoDB may or may not {operation}: error code {exc.code} {code_name}"
+            raise StoreOutcomeUnknown(message.rstrip()) from None
         message = f"MongoDB could not {operation}: error code {exc.code} {code_name}"
         raise (StoreRefused if exc.code in _REFUSALS else StoreError)(message.rstrip()) from None
     except PyMongoError as exc:

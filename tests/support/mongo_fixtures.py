@@ -182,7 +182,6 @@ def mongo_settings(mongo_uri: str, mongo_db_name: str) -> RetentionSettings:
 MongoStoreFactory = Callable[..., MongoStore]
 
 
-
 @pytest.fixture
 async def make_mongo_store(
     mongo_settings: RetentionSettings, store_clock: FakeClock
