@@ -30,6 +30,7 @@ from ..middleware import RetentionMiddleware
 from ..settings import RetentionSettings, SettingsError, parse_bool, parse_duration
 from ..store import make_store
 from ..store.base import StoreError
+from .server import protocol_class, raise_open_file_limit
 
 # flag -> (variable, help). Each flag's value is handed to the settings layer as its variable's text,
 # so flags and environment are parsed and validated by exactly the same code.
@@ -43,6 +44,14 @@ _SETTING_FLAGS: dict[str, tuple[str, str]] = {
     "--max-body": ("RETENTION_MAX_BODY", "largest inspected request body, e.g. 16MiB"),
     "--store-failure": ("RETENTION_STORE_FAILURE", "with the store down: serve (default) or reject"),
     "--upstream-timeout": ("RETENTION_UPSTREAM_TIMEOUT", "longest upstream silence before 504 (default 10m)"),
+    # hostile input: head limits, connection timeouts and cap (issue 10)
+    "--tenancy": ("RETENTION_TENANCY", "isolated (default: callers told apart by API key) or shared"),
+    "--max-header-bytes": ("RETENTION_MAX_HEADER_BYTES", "largest request head, e.g. 32KiB (default); larger is 431"),
+    "--max-headers": ("RETENTION_MAX_HEADERS", "most headers in a request (default 200); more is 431"),
+    "--header-timeout": ("RETENTION_HEADER_TIMEOUT", "longest wait for a request's head (default 10s), then 408"),
+    "--body-timeout": ("RETENTION_BODY_TIMEOUT", "longest silence while reading a body (default 60s), then 408"),
+    "--idle-timeout": ("RETENTION_IDLE_TIMEOUT", "how long an idle keep-alive connection stays open (default 75s)"),
+    "--max-connections": ("RETENTION_MAX_CONNECTIONS", "most open client connections (default 1000); then 503"),
 }
 _SERVER_DEFAULTS = {"RETENTION_HOST": "127.0.0.1", "RETENTION_PORT": "8080", "RETENTION_GRACE": "30s"}
 _BACKLOG = 2048  # uvicorn's default
@@ -189,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             raise SystemExit(1) from None
     _configure_logging()
+    raise_open_file_limit(options.settings)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
     # sockets whose protocol says TCP, and a socket made with protocol 0 does not. With Nagle on,
@@ -216,9 +226,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         lifespan="on",
         backlog=_BACKLOG,
-        # httptools and uvloop are dependencies, and "auto" picks each when it imports (uvloop does
-        # not exist on Windows: asyncio there). They shave the proxy's p99 more than its p50.
-        http="auto",
+        # httptools and uvloop are dependencies (uvloop does not exist on Windows: asyncio there,
+        # by "auto"). They shave the proxy's p99 more than its p50. The protocol is uvicorn's
+        # httptools one with head limits, timeouts and a connection cap (proxy/server.py).
+        http=protocol_class(options.settings),
         loop="auto",
     )
     server = uvicorn.Server(config)
