@@ -49,6 +49,12 @@ async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
     await send_error(send, _OVERLOADED)
 
 
+# After a refusal the client may still be sending (the rest of a huge head, a body). Closing with
+# unread bytes makes the kernel send a reset, which can destroy the answer before the client reads
+# it; so the write side is shut, and what still arrives is read and dropped for a moment first.
+_LINGER_SECONDS = 2.0
+
+
 class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing; httptools re-raises it as a callback error."""
 
@@ -76,6 +82,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_seen_at = 0.0
         self._skip_framing_head = False  # parsing the synthetic head of an ignored Upgrade
         self._head_too_large = False
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -88,9 +95,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_timer is not None:
+            return  # refused: dropped unread, never buffered
         self._unset_keepalive_if_required()
         if self._reading_head:
             self._received_of_head += len(data)
@@ -98,7 +109,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._arm_head_timer()
         self._feed(data)
         # Still inside the head after this chunk: every byte counted belongs to it.
-        if self._reading_head and self._received_of_head > self.max_header_bytes and not self.transport.is_closing():
+        if self._reading_head and self._received_of_head > self.max_header_bytes and not self._finished():
             self._refuse(headers_too_large(self.max_header_bytes, self.max_headers))
 
     def _feed(self, data: bytes) -> None:
@@ -183,7 +194,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().on_headers_complete()
         upgrading = self.parser.should_upgrade() and self._should_upgrade()  # the WebSocket protocol takes over
-        if not upgrading and not self.transport.is_closing():
+        if not upgrading and not self._finished():
             self._body_seen_at = self.loop.time()
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
 
@@ -207,7 +218,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._reading_head and not self.transport.is_closing():
+        if self._reading_head and not self._finished():
             if self._received_of_head or self._head_size:
                 self._refuse(_TIMED_OUT)
             else:
@@ -215,7 +226,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
+        if self._finished():
             return
         now = self.loop.time()
         if self.flow.read_paused:
@@ -232,6 +243,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
+    def _finished(self) -> bool:
+        """Closed or closing, or refused and lingering: nothing more is parsed or answered."""
+        return self._linger_timer is not None or self.transport.is_closing()
+
     def _refuse(self, error: OpenAIError) -> None:
         """Answer with ``error`` directly on the transport and close the connection."""
         self._cancel_timers()
@@ -241,7 +256,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             head.append(name + b": " + value + b"\r\n")
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self._linger_timer = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer):
