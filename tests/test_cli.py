@@ -583,3 +583,18 @@ def test_a_stop_signal_drains_the_stream_in_flight_then_exits_0(
     assert not any("Traceback" in line for line in proxy.stderr.to_end())
     record = proxy.access_records(1)[0]
     assert (record["status"], record["error"], record["usage"]["total_tokens"]) == (200, None, 5)
+
+
+def test_a_mongodb_store_without_a_way_to_tell_callers_apart_exits_2_naming_the_choices() -> None:
+    result = run_cli("--demo", "--store", f"mongodb://127.0.0.1:{unused_port()}/")
+    assert result.returncode == 2
+    assert "--tenancy / RETENTION_TENANCY" in result.stderr
+    assert "RETENTION_TENANT_SECRET" in result.stderr and "RETENTION_TENANT_HEADER" in result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
+
+
+def test_shared_tenancy_is_announced_with_one_warning(start_proxy: Any) -> None:
+    proxy = start_proxy("--demo", "--tenancy", "shared")
+    assert proxy.banner_settings()["tenancy"] == "shared"
+    warnings = [line for line in proxy.stderr.seen if "RETENTION_TENANCY=shared" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING")
