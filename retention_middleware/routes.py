@@ -76,6 +76,9 @@ def classify(method: str, path: str, raw_path: bytes | None = None) -> tuple[Rou
     ``raw_path`` (the path before percent-decoding) lets an id holding ``%2F`` be told from two
     segments; such an id is returned whole, slash included, so the handler refuses it.
     """
+    route = _EXACT.get((method, path))
+    if route is not None:  # the common case, already in canonical form
+        return route, None
     # An encoded slash is not a separator, so "a%2F..%2Fb" is one (invalid) id, not a way up.
     encoded_slash = raw_path is not None and b"%2f" in raw_path.lower()
     path = normalise(path, resolve_dots=not encoded_slash)
