@@ -124,7 +124,8 @@ class RetentionMiddleware:
         record = AccessRecord(scope["method"], scope["path"], tenant)
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
-        if scope["method"] == "HEAD" and route in _SERVED_FOR_HEAD:
+        head_only = scope["method"] == "HEAD" and route in _SERVED_FOR_HEAD
+        if head_only:
             send = without_body(send)
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)
         failed = False
@@ -151,6 +152,8 @@ class RetentionMiddleware:
             raise
         finally:
             exchange.finish(failed=failed)
+            if head_only:
+                record.bytes_out = 0  # counted as the handler sent it; the body was dropped on the way out
             emit(record)
 
     async def _passthrough(self, exchange: Exchange) -> None:

@@ -133,9 +133,12 @@ async def test_head_on_a_stored_response_answers_like_get_without_the_body() -> 
         created = await client.post("/v1/responses", json={"model": "m", "input": "head"})
         response_id = created.json()["id"]
         got = await client.get(f"/v1/responses/{response_id}")
-        head = await client.head(f"/v1/responses/{response_id}")
+        with capture_all_logs() as logs:
+            head = await client.head(f"/v1/responses/{response_id}")
         head_items = await client.head(f"/v1/responses/{response_id}/input_items")
         missing = await client.head("/v1/responses/resp_missing")
+    entry = orjson.loads(logs.access_lines()[0])
+    assert (entry["method"], entry["status"], entry["bytes_out"]) == ("HEAD", 200, 0)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == got.headers["content-length"]
     assert head_items.status_code == 200 and head_items.content == b""
