@@ -30,7 +30,8 @@ from ..middleware import RetentionMiddleware
 from ..settings import RetentionSettings, SettingsError, parse_bool, parse_duration
 from ..store import make_store
 from ..store.base import StoreError
-from .server import protocol_class, raise_open_file_limit
+from .file_limit import raise_open_file_limit
+from .server import protocol_class
 
 # flag -> (variable, help). Each flag's value is handed to the settings layer as its variable's text,
 # so flags and environment are parsed and validated by exactly the same code.

@@ -24,30 +24,15 @@ The idle keep-alive timeout is uvicorn's own ``timeout_keep_alive`` (``idle_time
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .._types import Receive, Scope, Send
-from ..errors import OpenAIError, send_error
+from ..errors import OpenAIError
 from ..limits.headers import HEADER_LINE_OVERHEAD, headers_too_large
 from ..settings import RetentionSettings
-
-_TIMED_OUT = OpenAIError(408, "The request was not received in time; the connection is closed.", code="request_timeout")
-_OVERLOADED = OpenAIError(
-    503,
-    "The server has too many open connections; please retry shortly.",
-    type="server_error",
-    code="too_many_connections",
-)
-
-
-async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
-    await send_error(send, _OVERLOADED)
-
+from .refusals import TIMED_OUT, over_capacity, response_bytes
 
 # After a refusal the client may still be sending (the rest of a huge head, a body). Closing with
 # unread bytes makes the kernel send a reset, which can destroy the answer before the client reads
@@ -90,7 +75,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             # Answered, not dropped: the client learns to retry instead of seeing a reset.
-            self.app = _over_capacity
+            self.app = over_capacity
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -220,7 +205,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._reading_head and not self._finished():
             if self._received_of_head or self._head_size:
-                self._refuse(_TIMED_OUT)
+                self._refuse(TIMED_OUT)
             else:
                 self.transport.close()  # connected and said nothing: there is no request to answer
 
@@ -239,7 +224,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             cycle.disconnected = True  # the app sees the client gone; its own answer is dropped
-            self._refuse(_TIMED_OUT)
+            self._refuse(TIMED_OUT)
         else:
             self.transport.close()
 
@@ -250,12 +235,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, error: OpenAIError) -> None:
         """Answer with ``error`` directly on the transport and close the connection."""
         self._cancel_timers()
-        body = error.body()
-        head = [STATUS_LINE[error.status]]
-        for name, value in self.server_state.default_headers:
-            head.append(name + b": " + value + b"\r\n")
-        head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-        self.transport.write(b"".join(head) + body)
+        self.transport.write(response_bytes(error, self.server_state.default_headers))
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -281,28 +261,3 @@ def protocol_class(settings: RetentionSettings) -> type[BoundedHttpToolsProtocol
         "idle_timeout": settings.idle_timeout.total_seconds(),
     }
     return type("ConfiguredHttpToolsProtocol", (BoundedHttpToolsProtocol,), limits)
-
-
-def raise_open_file_limit(settings: RetentionSettings) -> None:
-    """Let the process hold the connections the settings allow: each client connection and each
-    upstream connection is a file descriptor, and a common default soft limit is 1024."""
-    if sys.platform == "win32":
-        return
-    import resource
-
-    needed = settings.max_connections + settings.upstream_max_connections + 256  # files, sockets of our own
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        logging.getLogger("retention_middleware").warning(
-            "the open-file limit (%d) is below what RETENTION_MAX_CONNECTIONS and "
-            "RETENTION_UPSTREAM_MAX_CONNECTIONS allow (%d); raise it (ulimit -n) or lower them",
-            soft,
-            needed,
-        )
