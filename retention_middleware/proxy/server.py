@@ -203,6 +203,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
+        if self._answering():
+            self._arm_head_timer()  # a pipelined head waits for the answer before it; the clock starts after
+            return
         if self._reading_head and not self._finished():
             if self._received_of_head or self._head_size:
                 self._refuse(TIMED_OUT)
@@ -223,10 +226,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
-            cycle.disconnected = True  # the app sees the client gone; its own answer is dropped
+            cycle.disconnected = True  # the app sees the client gone at once; its own answer is dropped
+            cycle.message_event.set()
             self._refuse(TIMED_OUT)
         else:
             self.transport.close()
+
+    def _answering(self) -> bool:
+        """Whether an earlier request's answer is on the wire right now (pipelining)."""
+        cycle = self.cycle
+        return cycle is not None and cycle.response_started and not cycle.response_complete and not cycle.disconnected
 
     def _finished(self) -> bool:
         """Closed or closing, or refused and lingering: nothing more is parsed or answered."""
@@ -235,6 +244,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, error: OpenAIError) -> None:
         """Answer with ``error`` directly on the transport and close the connection."""
         self._cancel_timers()
+        if self._answering():
+            self.transport.close()  # the wire carries another request's answer: no room for ours
+            return
         self.transport.write(response_bytes(error, self.server_state.default_headers))
         if not self.transport.can_write_eof():
             self.transport.close()
