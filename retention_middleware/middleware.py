@@ -81,7 +81,10 @@ class RetentionMiddleware:
         clock = clock or _utc_now
         self.store = store if store is not None else make_store(settings, clock=clock)
         shared = settings.tenancy == "shared"
-        self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header, shared=shared)
+        # A random secret only where records die with the process: a database outlives it.
+        self._tenants = TenantResolver(
+            settings.tenant_secret, settings.tenant_header, shared=shared, ephemeral=not settings.uses_mongodb
+        )
         if shared:
             logger.warning(
                 "RETENTION_TENANCY=shared: callers are not told apart; anyone who learns a response id "

@@ -23,15 +23,16 @@ ANONYMOUS = "anonymous"
 class TenantResolver:
     """Derives the tenant from request headers; built once per middleware from settings.
 
-    ``secret=None`` with ``shared=False`` means an ephemeral secret: tenants are stable for the life
-    of this resolver only, which is right for the memory store and wrong for a shared database (the
-    settings refuse that combination).
+    ``secret=None`` with ``ephemeral=True`` means a random secret: tenants are stable for the life of
+    this resolver only, which is right for the memory store and wrong for a database that outlives
+    the process. With neither (a database and only a trusted header), a request without the header
+    is ``anonymous``.
     """
 
-    def __init__(self, secret: str | None, header: str | None, *, shared: bool = False) -> None:
+    def __init__(self, secret: str | None, header: str | None, *, shared: bool = False, ephemeral: bool = True) -> None:
         self._header = header.lower().encode("latin-1") if header else None
         self._mac: hmac.HMAC | None = None
-        if not shared:
+        if not shared and (secret or ephemeral):
             key = secret.encode("utf-8") if secret else secrets.token_bytes(32)
             # The keyed state is computed once; each request copies it (two SHA-256 blocks saved).
             # There is no token-to-tenant cache: a cache would keep raw keys, the largest ones an

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -13,6 +14,7 @@ from retention_middleware import RetentionMiddleware, RetentionSettings, Setting
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
 from retention_middleware.errors import OpenAIError
+from retention_middleware.store import MongoStore
 from retention_middleware.tenancy import ANONYMOUS, TenantResolver
 
 from support.asgi_tools import asgi_client, capture_all_logs
@@ -48,6 +50,14 @@ def test_without_a_secret_callers_are_still_told_apart_by_their_key() -> None:
     # The secret is random per process start: nobody can precompute another caller's tenant.
     assert TenantResolver(None, None).tenant_of(auth("Bearer sk-a")) != tenant_a
     assert TenantResolver(None, "x-org-id").tenant_of(auth("Bearer sk-a")) not in (ANONYMOUS, tenant_a)
+
+
+def test_without_a_secret_a_database_deployment_never_hashes_under_a_random_one() -> None:
+    # MongoDB with only a trusted header: a random secret would change on restart and differ between
+    # replicas, losing every record filed under it. A request without the header is anonymous.
+    resolver = TenantResolver(None, "x-org-id", ephemeral=False)
+    assert resolver.tenant_of([(b"x-org-id", b"org-1"), *auth("Bearer sk-a")]) == "org-1"
+    assert resolver.tenant_of(auth("Bearer sk-a")) == ANONYMOUS
 
 
 def test_shared_tenancy_puts_every_caller_in_one_space() -> None:
@@ -192,3 +202,22 @@ def test_shared_tenancy_and_a_secret_contradict_each_other() -> None:
         RetentionSettings(tenancy="shared", tenant_secret=SECRET)
     with pytest.raises(SettingsError, match="RETENTION_TENANCY"):
         RetentionSettings(tenancy="everyone")  # type: ignore[arg-type]
+
+
+async def test_a_mongodb_deployment_with_only_a_header_files_headerless_requests_as_anonymous(
+    mongo_settings: RetentionSettings,
+) -> None:
+    settings = dataclasses.replace(mongo_settings, tenant_secret=None, tenant_header="x-org-id")
+    store = MongoStore(settings)
+    middleware = RetentionMiddleware(EchoModel(), settings, store=store)
+    try:
+        with capture_all_logs() as logs:
+            async with asgi_client(middleware) as client:
+                body = {"model": "m", "input": "x"}
+                key = {"authorization": "Bearer sk-a"}
+                await client.post("/v1/responses", json=body, headers={**key, "x-org-id": "o1"})
+                await client.post("/v1/responses", json=body, headers=key)
+        tenants = [orjson.loads(line)["tenant"] for line in logs.access_lines()]
+        assert tenants == ["o1", ANONYMOUS]  # never a hash under a secret that dies with this process
+    finally:
+        await store.close()
