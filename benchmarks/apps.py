@@ -40,9 +40,14 @@ def upstream() -> ASGIApp:
     return Mounted(EchoModel())
 
 
+# A fixed secret, so the benchmark can find its own stored responses under the tenant the key maps to.
+BENCHMARK_TENANT_SECRET = "benchmark-tenant-secret-0123456789"
+
+
 def wrapped(app: ASGIApp, *, store: ResponseStore | None = None, log_guard: bool = True) -> RetentionMiddleware:
     """The middleware with default settings, never read from this process's environment."""
-    return RetentionMiddleware(app, RetentionSettings(log_guard=log_guard), store=store)
+    settings = RetentionSettings(log_guard=log_guard, tenant_secret=BENCHMARK_TENANT_SECRET)
+    return RetentionMiddleware(app, settings, store=store)
 
 
 class FormattingNullHandler(logging.Handler):

@@ -16,9 +16,10 @@ import orjson
 from retention_middleware import RetentionSettings
 from retention_middleware._types import ASGIApp
 from retention_middleware.store import MemoryStore, MongoStore, ResponseStore
+from retention_middleware.tenancy import TenantResolver
 
-from .apps import access_log_enabled, access_log_is_silent, upstream, wrapped
-from .asgi_calls import Request, expect, timed_call
+from .apps import BENCHMARK_TENANT_SECRET, access_log_enabled, access_log_is_silent, upstream, wrapped
+from .asgi_calls import Request, expect, http_scope, timed_call
 from .payloads import PASSTHROUGH_PREFIX, chat_body, responses_body
 from .processes import mongo_emulator
 from .stats import Comparison
@@ -65,7 +66,8 @@ async def _check_stored(store: ResponseStore, app: ASGIApp, request: Request) ->
     """One more call whose answer must be readable from the store: the figure includes the write."""
     _, _, client = await timed_call(app, request)
     response_id = orjson.loads(client.last_chunk)["id"]
-    expect(await store.get("anonymous", response_id) is not None, "stored response not found", id=response_id)
+    tenant = TenantResolver(BENCHMARK_TENANT_SECRET, None).tenant_of(http_scope("POST", "/", b"")["headers"])
+    expect(await store.get(tenant, response_id) is not None, "stored response not found", id=response_id)
 
 
 async def run(rounds: int, warmup: int, mongo_rounds: int) -> dict[str, Any]:
@@ -89,7 +91,7 @@ async def run(rounds: int, warmup: int, mongo_rounds: int) -> dict[str, Any]:
 
 async def _run_mongo(rounds: int, warmup: int) -> dict[str, Any]:
     with mongo_emulator() as uri:
-        settings = RetentionSettings(store=uri, mongo_db="benchmarks")
+        settings = RetentionSettings(store=uri, mongo_db="benchmarks", tenant_secret=BENCHMARK_TENANT_SECRET)
         store = MongoStore(settings)
         await store.start()
         try:

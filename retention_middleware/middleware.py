@@ -23,6 +23,8 @@ from .crypto import encryption_for, startup_line
 from .errors import OpenAIError, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
+from .limits.head_method import without_body
+from .limits.headers import HeadLimits
 from .logs.access_log import AccessRecord, emit
 from .observability.health import Readiness, readiness
 from .observability.metrics import RequestMetrics
@@ -40,7 +42,7 @@ from .settings import RetentionSettings
 from .store import make_store
 from .store.base import ResponseStore, StoreConfigurationError, StoreError
 from .store.conversations_factory import make_conversation_store
-from .tenancy import TenantResolver
+from .tenancy import ANONYMOUS, TenantResolver
 
 logger = logging.getLogger("retention_middleware")
 
@@ -57,6 +59,10 @@ _INTERNAL_ERROR = OpenAIError(
     type="server_error",
     code="internal_error",
 )
+
+
+# Served by the middleware, so a HEAD gets what a GET would, without the body.
+_SERVED_FOR_HEAD = frozenset({Route.RESPONSES_RETRIEVE, Route.RESPONSES_INPUT_ITEMS})
 
 
 class RetentionMiddleware:
@@ -91,10 +97,20 @@ class RetentionMiddleware:
         if self._encryption is not None:
             self.store = self._encryption.wrap(self.store)
         self.conversations = make_conversation_store(raw_store, settings, clock=clock)
-        self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
+        shared = settings.tenancy == "shared"
+        # A random secret only where records die with the process: a database outlives it.
+        self._tenants = TenantResolver(
+            settings.tenant_secret, settings.tenant_header, shared=shared, ephemeral=not settings.uses_mongodb
+        )
+        if shared:
+            logger.warning(
+                "RETENTION_TENANCY=shared: callers are not told apart; anyone who learns a response id "
+                "can read or delete it"
+            )
         self.metrics = RequestMetrics(
             enabled=settings.metrics, tenant_label=settings.metrics_tenant_label, max_models=settings.metrics_max_models
         )
+        self._head_limits = HeadLimits(settings.max_header_bytes, settings.max_headers)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
         completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
@@ -127,17 +143,33 @@ class RetentionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        route, raw_id = classify(scope["method"], scope["path"])
-        record = AccessRecord(scope["method"], scope["path"], self._tenants.tenant_of(scope["headers"]))
+        # Refusals (an oversized head, two callers in one request) are answered here, before any
+        # handler or the app sees the request, and still get their access-log line.
+        refusal = self._head_limits.check(scope)
+        tenant = ANONYMOUS
+        if refusal is None:
+            try:
+                tenant = self._tenants.tenant_of(scope["headers"])
+            except OpenAIError as error:
+                refusal = error
+        route, raw_id = classify(scope["method"], scope["path"], scope.get("raw_path"))
+        record = AccessRecord(scope["method"], scope["path"], tenant)
         if self.settings.log_client_address and scope.get("client"):
             record.client = scope["client"][0]
         scope = tag_scope(scope, record)
         self.metrics.started()
+        head_only = scope["method"] == "HEAD" and route in _SERVED_FOR_HEAD
+        if head_only:
+            send = without_body(send)
         exchange = Exchange(scope, receive, send, record, route, raw_id, self.settings.log_guard)
         keys = self._encryption.bind(scope["headers"]) if self._encryption is not None else None
         failed = False
         try:
-            await self._handlers.get(route, self._passthrough)(exchange)
+            if refusal is not None:
+                record.error = refusal.code
+                await send_error(exchange.send, refusal)
+            else:
+                await self._handlers.get(route, self._passthrough)(exchange)
         except asyncio.CancelledError:
             # The server cancelled the request (shutdown, or a client gone): nobody is left to answer.
             failed = True
@@ -159,6 +191,8 @@ class RetentionMiddleware:
                 keys.unbind()
                 if keys.decrypt_failed:
                     record.error = "decrypt_failed"  # answered as missing; the log says why
+            if head_only:
+                record.bytes_out = 0  # counted as the handler sent it; the body was dropped on the way out
             emit(record)
             self.metrics.finished(route.value, record)
 

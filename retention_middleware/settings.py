@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 Policy = Literal["standard", "zero"]
 StoreFailureMode = Literal["serve", "reject"]
 ResponsesBackendSetting = Literal["responses", "chat", "auto"]
+Tenancy = Literal["isolated", "shared"]
 
 ENV_PREFIX = "RETENTION_"
 
@@ -172,23 +173,51 @@ class RetentionSettings:
     upstream_client_cert: str | None = field(default=None, metadata=_env("RETENTION_UPSTREAM_CLIENT_CERT"))
     upstream_client_key: str | None = field(default=None, metadata=_env("RETENTION_UPSTREAM_CLIENT_KEY"))
     """Proxy only: a client certificate (and its key, if not in the same file) for mutual TLS."""
+    # -- hostile input: header limits, connection timeouts and cap; tenancy by default (issue 10) --
+    tenancy: Tenancy = field(default="isolated", metadata=_env("RETENTION_TENANCY"))
+    """``isolated``: callers are told apart by bearer token; ``shared``: one space for every caller."""
+    max_header_bytes: int = field(default=32 * 1024, metadata=_env("RETENTION_MAX_HEADER_BYTES", parse_size))
+    """Largest request head (request line and header lines); larger gets 431."""
+    max_headers: int = field(default=200, metadata=_env("RETENTION_MAX_HEADERS", int))
+    """Most header lines a request may carry; more gets 431."""
+    header_timeout: timedelta = field(
+        default=timedelta(seconds=10), metadata=_env("RETENTION_HEADER_TIMEOUT", parse_duration)
+    )
+    """Proxy only: longest a client may take to send a request's head before the connection is closed."""
+    body_timeout: timedelta = field(
+        default=timedelta(seconds=60), metadata=_env("RETENTION_BODY_TIMEOUT", parse_duration)
+    )
+    """Proxy only: longest silence while a request body is being read before answering 408."""
+    idle_timeout: timedelta = field(
+        default=timedelta(seconds=75), metadata=_env("RETENTION_IDLE_TIMEOUT", parse_duration)
+    )
+    """Proxy only: how long an idle keep-alive connection is kept open."""
+    max_connections: int = field(default=1000, metadata=_env("RETENTION_MAX_CONNECTIONS", int))
+    """Proxy only: most client connections open at once; one more is answered 503 and closed."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
         self._check_choice("store_failure", get_args(StoreFailureMode))
         self._check_choice("responses_backend", get_args(ResponsesBackendSetting))
+        self._check_choice("tenancy", get_args(Tenancy))
         if not (self.store == "memory" or self.store.startswith(("mongodb://", "mongodb+srv://"))):
             raise SettingsError(
                 "store (RETENTION_STORE): expected 'memory' or a mongodb:// or mongodb+srv:// URI, "
                 f"got a value starting {self.store[:10]!r}"
             )
-        for name in ("ttl", "content_ttl", "mongo_timeout", "upstream_timeout", "upstream_connect_timeout"):
+        for name in (
+            "ttl", "content_ttl", "mongo_timeout", "upstream_timeout", "upstream_connect_timeout",
+            "header_timeout", "body_timeout", "idle_timeout",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value <= timedelta(0):
                 raise SettingsError(
                     f"{name} ({self._env_name(name)}): must be a positive duration such as 90s, 12h or 30d"
                 )
-        for name in ("max_body", "memory_budget", "upstream_max_connections"):
+        for name in (
+            "max_body", "memory_budget", "upstream_max_connections",
+            "max_header_bytes", "max_headers", "max_connections",
+        ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SettingsError(f"{name} ({self._env_name(name)}): must be a positive whole number")
@@ -201,6 +230,7 @@ class RetentionSettings:
                 "tenant_secret (RETENTION_TENANT_SECRET): use at least 16 characters of random text, "
                 "e.g. the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
+        self._check_tenancy()
         concern = self.mongo_write_concern
         if concern != "majority" and not (concern.isdigit() and int(concern) >= 1):
             # w=0 is not offered: an unacknowledged delete could not honour "deleted means deleted".
@@ -238,6 +268,21 @@ class RetentionSettings:
         if self.upstream_client_key and not self.upstream_client_cert:
             raise SettingsError(
                 "upstream_client_key (RETENTION_UPSTREAM_CLIENT_KEY): set RETENTION_UPSTREAM_CLIENT_CERT as well"
+            )
+
+    def _check_tenancy(self) -> None:
+        if self.tenancy == "shared" and self.tenant_secret:
+            raise SettingsError(
+                "tenancy (RETENTION_TENANCY) is shared, which puts every caller in one space, but "
+                "RETENTION_TENANT_SECRET is set to tell callers apart; unset one of them"
+            )
+        if self.uses_mongodb and self.tenancy != "shared" and not (self.tenant_secret or self.tenant_header):
+            # With a database, a secret made at start-up would change on restart and differ between
+            # replicas; every caller would lose their stored responses. Make the operator choose.
+            raise SettingsError(
+                "tenancy (RETENTION_TENANCY): a MongoDB store needs RETENTION_TENANT_SECRET (callers told apart "
+                "by their API key) or RETENTION_TENANT_HEADER (a trusted gateway names them); or set "
+                "RETENTION_TENANCY=shared to let every caller read and delete every stored response"
             )
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
@@ -288,7 +333,7 @@ class RetentionSettings:
                 text = _hide_uri_password(value)
             elif isinstance(value, timedelta):
                 text = format_duration(value)
-            elif name in ("max_body", "memory_budget"):
+            elif name in ("max_body", "memory_budget", "max_header_bytes"):
                 text = format_size(value)
             elif isinstance(value, frozenset):
                 text = ",".join(sorted(value)) or "(none)"

@@ -1,51 +1,72 @@
 """Who owns a request: the tenant every stored record and access-log line is filed under.
 
 The tenant is the value of a trusted header set by an auth gateway (``RETENTION_TENANT_HEADER``), or
-an HMAC-SHA256 of the bearer token under a server secret (``RETENTION_TENANT_SECRET``), or
-``anonymous`` when neither is configured or present. The raw API key is never stored or logged.
+an HMAC-SHA256 of the bearer token under a server secret. The secret is ``RETENTION_TENANT_SECRET``;
+without one, the memory store (which dies with the process anyway) uses a random secret made at
+start-up, so callers are isolated by their key by default. ``anonymous`` is the tenant of a request
+that carries neither, and of every request when the operator chose ``RETENTION_TENANCY=shared``.
+The raw API key is never stored, logged or kept in a cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
-from functools import lru_cache
+import secrets
 
 from ._types import Headers
+from .errors import invalid_request
 
 ANONYMOUS = "anonymous"
 
 
 class TenantResolver:
-    """Derives the tenant from request headers; built once per middleware from settings."""
+    """Derives the tenant from request headers; built once per middleware from settings.
 
-    def __init__(self, secret: str | None, header: str | None) -> None:
+    ``secret=None`` with ``ephemeral=True`` means a random secret: tenants are stable for the life of
+    this resolver only, which is right for the memory store and wrong for a database that outlives
+    the process. With neither (a database and only a trusted header), a request without the header
+    is ``anonymous``.
+    """
+
+    def __init__(self, secret: str | None, header: str | None, *, shared: bool = False, ephemeral: bool = True) -> None:
         self._header = header.lower().encode("latin-1") if header else None
-        self._hash_token: Callable[[bytes], str] | None = None
-        if secret:
-            key = secret.encode("utf-8")
-
-            # Keys repeat across requests; caching their digest keeps HMAC off the hot path. The cache
-            # lives in process memory only, like the key itself while the request is served.
-            @lru_cache(maxsize=4096)
-            def hash_token(token: bytes) -> str:
-                return hmac.new(key, token, hashlib.sha256).hexdigest()[:32]
-
-            self._hash_token = hash_token
+        self._mac: hmac.HMAC | None = None
+        if not shared and (secret or ephemeral):
+            key = secret.encode("utf-8") if secret else secrets.token_bytes(32)
+            # The keyed state is computed once; each request copies it (two SHA-256 blocks saved).
+            # There is no token-to-tenant cache: a cache would keep raw keys, the largest ones an
+            # attacker chooses, in memory for as long as they stay hot. HMAC of a key is ~1 µs.
+            self._mac = hmac.new(key, digestmod=hashlib.sha256)
 
     def tenant_of(self, headers: Headers) -> str:
-        if self._header is None and self._hash_token is None:
-            return ANONYMOUS
-        authorization = None
+        """The tenant; an OpenAIError (400) when the headers name two different callers."""
+        authorization: bytes | None = None
+        tenant: bytes | None = None
         for name, value in headers:
-            if name == self._header and value:
-                # Header bytes are latin-1 by the HTTP spec; the gateway's id is used as it is.
-                return value.decode("latin-1")
             if name == b"authorization":
+                if authorization is not None:
+                    # Which of two keys is "the" caller depends on who reads the headers; the
+                    # upstream may pick the other one. Refuse rather than guess.
+                    raise invalid_request(
+                        "The request has more than one Authorization header; send exactly one.",
+                        code="duplicate_header",
+                    )
                 authorization = value
-        if self._hash_token is not None and authorization:
+            elif name == self._header:
+                if tenant is not None:
+                    raise invalid_request(
+                        "The request has more than one tenant header; send exactly one.", code="duplicate_header"
+                    )
+                tenant = value
+        if tenant:
+            # Header bytes are latin-1 by the HTTP spec; the gateway's id is used as it is.
+            return tenant.decode("latin-1")
+        if self._mac is not None and authorization:
             scheme, _, token = authorization.partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                return self._hash_token(token.strip())
+            token = token.strip()
+            if scheme.lower() == b"bearer" and token:
+                mac = self._mac.copy()
+                mac.update(token)
+                return mac.hexdigest()[:32]
         return ANONYMOUS

@@ -36,6 +36,7 @@ from support.asgi_tools import answer_lifespan, read_request_body
 from support.servers import serve, unused_port
 
 DEADLINE = 10.0
+TENANT_SECRET = "cli-test-tenant-secret-0123456789"
 COMMAND = [sys.executable, "-m", "retention_middleware.proxy.cli"]
 BANNER = re.compile(r"^retention-proxy (\S+) listening on (http://[\d.]+:(\d+))$")
 
@@ -467,7 +468,10 @@ def test_an_unreachable_mongodb_exits_nonzero_naming_the_store_without_its_passw
     port = unused_port()
     password = f"pw-{uuid.uuid4().hex}"
     result = run_cli(
-        "--demo", "--store", f"mongodb://operator:{password}@127.0.0.1:{port}/", env={"RETENTION_MONGO_TIMEOUT": "1s"}
+        "--demo",
+        "--store",
+        f"mongodb://operator:{password}@127.0.0.1:{port}/",
+        env={"RETENTION_MONGO_TIMEOUT": "1s", "RETENTION_TENANT_SECRET": TENANT_SECRET},
     )
     assert result.returncode == 1
     assert f"mongodb://operator:***@127.0.0.1:{port}/" in result.stderr
@@ -481,7 +485,8 @@ def test_a_mongodb_rejecting_the_credentials_exits_nonzero_without_the_password(
     """The wire-protocol test server has no authentication, so credentials cannot succeed against it."""
     password = f"pw-{uuid.uuid4().hex}"
     uri = mongo_server.uri.replace("mongodb://", f"mongodb://operator:{password}@")
-    result = run_cli("--demo", "--store", uri, env={"RETENTION_MONGO_TIMEOUT": "2s"})
+    env = {"RETENTION_MONGO_TIMEOUT": "2s", "RETENTION_TENANT_SECRET": TENANT_SECRET}
+    result = run_cli("--demo", "--store", uri, env=env)
     assert result.returncode == 1
     assert "mongodb://operator:***@" in result.stderr
     assert password not in result.stderr + result.stdout
@@ -522,7 +527,8 @@ def test_the_banner_shows_the_effective_settings_and_no_secret(
         env={"RETENTION_STORE": mongo_uri, "RETENTION_TENANT_SECRET": secret, "RETENTION_POLICY": "standard"},
     )  # fmt: skip
     settings = proxy.banner_settings()
-    assert settings["store"] == RetentionSettings(store=mongo_uri).public_view()["store"]  # mongo_uri, password hidden
+    # mongo_uri, password hidden
+    assert settings["store"] == RetentionSettings(store=mongo_uri, tenant_secret=secret).public_view()["store"]
     assert settings["mongo_db"] == mongo_db_name
     assert _is_duration(settings["ttl"], timedelta(hours=12))
     assert settings["policy"] == "standard"
@@ -543,7 +549,8 @@ def test_the_banner_hides_a_mongodb_password() -> None:
     """The banner itself, built in-process: a store with credentials cannot start against the test server."""
     from retention_middleware.proxy import cli
 
-    options = cli._options(["--store", "mongodb://operator:hunter2-pw@db.internal:27017/?authSource=admin"], {})
+    uri = "mongodb://operator:hunter2-pw@db.internal:27017/?authSource=admin"
+    options = cli._options(["--store", uri, "--tenant-header", "x-org-id"], {})
     banner = cli._banner(options, 8080)
     assert "store: mongodb://operator:***@db.internal:27017/?authSource=admin" in banner
     assert "hunter2-pw" not in banner
@@ -576,3 +583,18 @@ def test_a_stop_signal_drains_the_stream_in_flight_then_exits_0(
     assert not any("Traceback" in line for line in proxy.stderr.to_end())
     record = proxy.access_records(1)[0]
     assert (record["status"], record["error"], record["usage"]["total_tokens"]) == (200, None, 5)
+
+
+def test_a_mongodb_store_without_a_way_to_tell_callers_apart_exits_2_naming_the_choices() -> None:
+    result = run_cli("--demo", "--store", f"mongodb://127.0.0.1:{unused_port()}/")
+    assert result.returncode == 2
+    assert "--tenancy / RETENTION_TENANCY" in result.stderr
+    assert "RETENTION_TENANT_SECRET" in result.stderr and "RETENTION_TENANT_HEADER" in result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
+
+
+def test_shared_tenancy_is_announced_with_one_warning(start_proxy: Any) -> None:
+    proxy = start_proxy("--demo", "--tenancy", "shared")
+    assert proxy.banner_settings()["tenancy"] == "shared"
+    warnings = [line for line in proxy.stderr.seen if "RETENTION_TENANCY=shared" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING")

@@ -169,7 +169,7 @@ async def test_rotate_keys_re_wraps_every_data_key_under_the_newest(
     await old.put(response_record("resp_1", store_clock, tenant="tenant-1"))
     await old.put(response_record("resp_2", store_clock, tenant="tenant-2"))
     newer = new_key_text()
-    environ = {"RETENTION_STORE": mongo_uri, "RETENTION_MONGO_DB": mongo_db_name}
+    environ = {"RETENTION_STORE": mongo_uri, "RETENTION_MONGO_DB": mongo_db_name, "RETENTION_TENANT_SECRET": "r" * 32}
     assert _rotate({**environ, "RETENTION_ENCRYPTION_KEY": newer}) == 1  # the old key is missing
     assert "add it to RETENTION_ENCRYPTION_KEY after the newest" in capsys.readouterr().err
     assert _rotate({**environ, "RETENTION_ENCRYPTION_KEY": f"{newer},{GOOD}"}) == 0

@@ -38,7 +38,9 @@ def client_for(app: Any) -> httpx.AsyncClient:
 async def test_readiness_flips_to_503_when_mongodb_stops_and_back_when_it_restarts(
     mongo_server: MongoTestServer, mongo_db_name: str
 ) -> None:
-    settings = RetentionSettings(store=mongo_server.uri, mongo_db=mongo_db_name, mongo_timeout=timedelta(seconds=1))
+    settings = RetentionSettings(
+        store=mongo_server.uri, mongo_db=mongo_db_name, mongo_timeout=timedelta(seconds=1), tenant_secret="h" * 32
+    )
     upstream = Recording()
     middleware = RetentionMiddleware(upstream, settings)
     async with aserve(EchoModel()) as upstream_url:

@@ -21,7 +21,7 @@ from retention_middleware.store import MemoryStore, MongoStore
 from retention_middleware.store.base import ResponseStore, StoredResponse
 
 from support.asgi_tools import asgi_client, capture_all_logs, read_request_body, run_lifespan, send_pieces
-from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
+from support.mongo_fixtures import MONGO_TENANT_SECRET, FakeClock, MongoClient, MongoStoreFactory
 from support.mongo_server import MongoTestServer
 from support.servers import aserve
 
@@ -232,7 +232,12 @@ async def test_memory_store_holds_the_canary_only_until_delete(clock: FakeClock)
 
 @pytest.fixture
 def fast_failing_settings(mongo_server: MongoTestServer, mongo_db_name: str) -> RetentionSettings:
-    return RetentionSettings(store=mongo_server.uri, mongo_db=mongo_db_name, mongo_timeout=timedelta(milliseconds=300))
+    return RetentionSettings(
+        store=mongo_server.uri,
+        mongo_db=mongo_db_name,
+        mongo_timeout=timedelta(milliseconds=300),
+        tenant_secret=MONGO_TENANT_SECRET,
+    )
 
 
 async def test_store_down_serve_mode_answers_and_records_not_stored(

@@ -215,7 +215,7 @@ async def test_start_is_idempotent_and_also_happens_lazily(store: ResponseStore,
 
 def test_make_store_picks_the_backend_from_settings() -> None:
     assert isinstance(make_store(RetentionSettings()), MemoryStore)
-    assert isinstance(make_store(RetentionSettings(store="mongodb://127.0.0.1:1/")), MongoStore)
+    assert isinstance(make_store(RetentionSettings(store="mongodb://127.0.0.1:1/", tenancy="shared")), MongoStore)
 
 
 # -- MemoryStore specifics ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from retention_middleware import RetentionMiddleware, SettingsError
 
 from support.asgi_tools import asgi_client, capture_all_logs
-from support.mongo_fixtures import MongoClient
+from support.mongo_fixtures import MONGO_TENANT_SECRET, MongoClient
 from support.servers import aserve
 
 MIDDLEWARE = "retention_middleware.RetentionMiddleware"
@@ -303,6 +303,7 @@ async def test_the_middleware_is_built_with_no_arguments_from_the_environment_an
 ) -> None:
     monkeypatch.setenv("RETENTION_STORE", mongo_uri)
     monkeypatch.setenv("RETENTION_MONGO_DB", mongo_db_name)
+    monkeypatch.setenv("RETENTION_TENANT_SECRET", MONGO_TENANT_SECRET)
     monkeypatch.setenv("RETENTION_TTL", "90s")
     monkeypatch.setenv("RETENTION_POLICY", "standard")
     app = build_app(serve_args())

@@ -25,7 +25,10 @@ def test_workers_with_the_memory_store_are_refused_saying_why_and_what_to_do() -
 def test_a_conversation_continues_across_two_workers_sharing_mongodb(
     run_proxy: Callable[..., ProxyProcess], mongo_server: MongoTestServer, mongo_db_name: str
 ) -> None:
-    proxy = run_proxy("--demo", "--workers", "2", "--store", mongo_server.uri, "--mongo-db", mongo_db_name)
+    proxy = run_proxy(
+        "--demo", "--workers", "2", "--store", mongo_server.uri, "--mongo-db", mongo_db_name,
+        env={"RETENTION_TENANT_SECRET": "w" * 32},
+    )  # fmt: skip
     proxy.wait_started(workers=2)
     ids: list[str] = []
     previous: str | None = None
@@ -63,3 +66,21 @@ def test_a_conversation_continues_across_two_workers_sharing_mongodb(
     ]
     assert sum(created) == len(ids)
     assert proxy.stop() == 0  # SIGTERM: every worker drains, and the command exits 0
+
+
+def test_every_worker_enforces_the_head_limits(
+    run_proxy: Callable[..., ProxyProcess], mongo_server: MongoTestServer, mongo_db_name: str
+) -> None:
+    # Workers are fresh interpreters: the limits must reach them through the environment, not by pickling.
+    proxy = run_proxy(
+        "--demo", "--workers", "2", "--store", mongo_server.uri, "--mongo-db", mongo_db_name, "--max-headers", "20",
+        env={"RETENTION_TENANT_SECRET": "w" * 32},
+    )  # fmt: skip
+    proxy.wait_started(workers=2)
+    many = {f"x-extra-{number}": "1" for number in range(30)}
+    for _ in range(10):  # fresh connections, so both workers answer some
+        with httpx.Client(base_url=proxy.url, timeout=20, headers={"connection": "close"}) as client:
+            assert client.get("/healthz").status_code == 200
+            refused = client.get("/healthz", headers=many)
+        assert refused.status_code == 431
+        assert refused.json()["error"]["code"] == "request_header_fields_too_large"

@@ -18,8 +18,9 @@ import itertools
 import logging
 import os
 import time
+import unicodedata
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -52,6 +53,19 @@ class _SecondClock:
 
 
 _timestamps = _SecondClock()
+
+MODEL_MAX_CHARS = 256
+# Control and format characters (newlines, ANSI escapes, bidi overrides) and line separators: the
+# client chooses the model name, and it must not forge or garble lines in a log viewer.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def loggable_model(model: str | None) -> str | None:
+    """The model name as the access log prints it: control characters dropped, at most 256 chars."""
+    if model is None or (len(model) <= MODEL_MAX_CHARS and model.isprintable()):
+        return model
+    kept = (char for char in model[: MODEL_MAX_CHARS * 4] if unicodedata.category(char) not in _UNPRINTABLE)
+    return "".join(kept)[:MODEL_MAX_CHARS]
 
 
 class AccessRecord:
@@ -93,7 +107,8 @@ class AccessRecord:
         self.stream: bool | None = None
         self.usage: dict[str, int | None] | None = None
         self.tenant = tenant
-        self.stored: bool | None = None
+        # "unknown": a write was sent and never acknowledged, so it may have been applied.
+        self.stored: bool | Literal["unknown"] | None = None
         self.error: str | None = None
         self.content_logged = False
         self.client: str | None = None
@@ -115,7 +130,7 @@ class AccessRecord:
             "ttfb_ms": ttfb,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "model": self.model,
+            "model": loggable_model(self.model),
             "stream": self.stream,
             "usage": self.usage,
             "tenant": self.tenant,

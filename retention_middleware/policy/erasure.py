@@ -5,8 +5,8 @@ that tenant still in flight in this process write nothing when they complete. An
 untouched. If the store fails part-way, the answer says what was and was not deleted, and repeating
 the call finishes the job (deleting is idempotent).
 
-Erasure needs an identified tenant: without ``RETENTION_TENANT_SECRET`` or ``RETENTION_TENANT_HEADER``
-every caller is ``anonymous``, and one caller must not erase everybody's data.
+Erasure needs an identified tenant: a caller with neither a bearer token nor a tenant header, and every
+caller under ``RETENTION_TENANCY=shared``, is ``anonymous``, and one caller must not erase everybody's data.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class ErasureHandler:
                 exchange.send,
                 OpenAIError(
                     403,
-                    "Erasure needs an identified tenant; this server does not tell callers apart "
-                    "(set RETENTION_TENANT_SECRET or RETENTION_TENANT_HEADER).",
+                    "Erasure needs an identified tenant: send your API key as a bearer token. A server "
+                    "with RETENTION_TENANCY=shared does not tell callers apart.",
                     type="permission_error",
                     code="tenant_required",
                 ),

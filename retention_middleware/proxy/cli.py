@@ -37,7 +37,9 @@ from ..observability.endpoints import ProbeEndpoints
 from ..settings import RetentionSettings, SettingsError, format_duration, parse_bool, parse_duration
 from ..store import make_store
 from ..store.base import StoreError
+from .file_limit import raise_open_file_limit
 from .logging_setup import configure_logging, print_banner
+from .server import protocol_class
 from .server_options import ServerOptions, server_options
 from .tenant_id import tenant_id
 from .upstream_tls import upstream_ssl
@@ -62,6 +64,14 @@ _SETTING_FLAGS: dict[str, tuple[str, str]] = {
     "--upstream-ca-bundle": ("RETENTION_UPSTREAM_CA_BUNDLE", "PEM CA bundle checking an https:// upstream"),
     "--upstream-client-cert": ("RETENTION_UPSTREAM_CLIENT_CERT", "client certificate (PEM) for the upstream"),
     "--upstream-client-key": ("RETENTION_UPSTREAM_CLIENT_KEY", "its private key, if not in the cert file"),
+    # hostile input: head limits, connection timeouts and cap (issue 10)
+    "--tenancy": ("RETENTION_TENANCY", "isolated (default: callers told apart by API key) or shared"),
+    "--max-header-bytes": ("RETENTION_MAX_HEADER_BYTES", "largest request head, e.g. 32KiB (default); larger is 431"),
+    "--max-headers": ("RETENTION_MAX_HEADERS", "most headers in a request (default 200); more is 431"),
+    "--header-timeout": ("RETENTION_HEADER_TIMEOUT", "longest wait for a request's head (default 10s), then 408"),
+    "--body-timeout": ("RETENTION_BODY_TIMEOUT", "longest silence while reading a body (default 60s), then 408"),
+    "--idle-timeout": ("RETENTION_IDLE_TIMEOUT", "how long an idle keep-alive connection stays open (default 75s)"),
+    "--max-connections": ("RETENTION_MAX_CONNECTIONS", "most open client connections (default 1000); then 503"),
 }
 _SERVER_DEFAULTS = {"RETENTION_HOST": "127.0.0.1", "RETENTION_PORT": "8080", "RETENTION_GRACE": "30s"}
 # The server's own options (not RetentionSettings): flag -> (variable, default, help).
@@ -287,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(1) from None
     _resolve_backend(options)
     configure_logging(options.server.log_level, options.server.log_format, pid=options.server.workers > 1)
+    raise_open_file_limit(options.settings)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted
     # sockets whose protocol says TCP, and a socket made with protocol 0 does not. With Nagle on,
@@ -328,9 +339,10 @@ def _uvicorn_options(options: _Options) -> dict[str, Any]:
         log_config=None,
         lifespan="on",
         backlog=_BACKLOG,
-        # httptools and uvloop are dependencies, and "auto" picks each when it imports (uvloop does
-        # not exist on Windows: asyncio there). They shave the proxy's p99 more than its p50.
-        http="auto",
+        # httptools and uvloop are dependencies (uvloop does not exist on Windows: asyncio there,
+        # by "auto"). They shave the proxy's p99 more than its p50. The protocol is uvicorn's
+        # httptools one with head limits, timeouts and a connection cap (proxy/server.py).
+        http=protocol_class(options.settings),
         loop="auto",
         ssl_certfile=options.server.ssl_certfile or None,
         ssl_keyfile=options.server.ssl_keyfile or None,

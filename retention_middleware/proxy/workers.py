@@ -22,6 +22,7 @@ import uvicorn
 from prometheus_client import multiprocess
 from uvicorn.supervisors import Multiprocess
 
+from .server import WORKER_PROTOCOL
 from .server_options import ServerOptions
 
 APP = "retention_middleware.proxy.cli:worker_app"
@@ -44,7 +45,8 @@ def serve_workers(
         created = tempfile.mkdtemp(prefix="retention-proxy-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
     try:
-        config = uvicorn.Config(APP, factory=True, workers=server.workers, **uvicorn_options)
+        options = {**uvicorn_options, "http": WORKER_PROTOCOL}  # the limits travel in the environment
+        config = uvicorn.Config(APP, factory=True, workers=server.workers, **options)
         Multiprocess(config, sockets=[sock]).run()
     finally:
         if created is not None:

@@ -23,7 +23,7 @@ from ..exchange import Exchange
 from ..inflight import InFlightRegistry, InFlightWrite
 from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
-from ..store.base import ResponseStore, StoredResponse, StoreError
+from ..store.base import ResponseStore, StoredResponse, StoreError, StoreOutcomeUnknown
 from ..store.conversations import ConversationStore
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
@@ -250,6 +250,8 @@ class _Turn:
             # The answer is served all the same (RETENTION_STORE_FAILURE=serve); the client can tell
             # from a later GET, the operator from the access log.
             record.error = error.code
+            if isinstance(error, StoreOutcomeUnknown):
+                record.stored = "unknown"  # the write may land after all: "false" would be a lie
             logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
         finally:
             entry.end_write()

@@ -32,6 +32,13 @@ class StoreFull(StoreError):
     code = "store_full"
 
 
+class StoreOutcomeUnknown(StoreError):
+    """A write was sent but its answer never came (a timeout, a dropped connection, an unmet write
+    concern): it may or may not have been applied, and the access log says ``"stored": "unknown"``."""
+
+    code = "store_outcome_unknown"
+
+
 class StoreConfigurationError(Exception):
     """The database is reachable but set up in a way we must not silently change (e.g. index conflicts)."""
 

@@ -178,7 +178,7 @@ class MongoStore:
     async def put(self, record: StoredResponse) -> None:
         document = response_document(record)
         handles = await self._ready()
-        with translated("store a response"):
+        with translated("store a response", write=True):
             try:
                 await handles.responses.insert_one(document)
             except DuplicateKeyError:
@@ -249,7 +249,7 @@ class MongoStore:
     async def put_content(self, record: ContentRecord) -> None:
         document = content_document(record)
         handles = await self._ready()
-        with translated("store a content record"):
+        with translated("store a content record", write=True):
             try:
                 await handles.content.insert_one(document)
             except DuplicateKeyError:

@@ -32,6 +32,9 @@ TTL_INTERVAL = 0.2  # the test server's TTL monitor period (mongod's is 60 s)
 MongoClient = AsyncMongoClient[dict[str, Any]]
 
 
+MONGO_TENANT_SECRET = "mongo-fixture-tenant-secret-0123456789"
+
+
 def real_mongodb_uri() -> str | None:
     return os.environ.get(REAL_MONGODB_ENV) or None
 
@@ -169,7 +172,11 @@ async def mongo_client(mongo_uri: str) -> AsyncIterator[MongoClient]:
 
 @pytest.fixture
 def mongo_settings(mongo_uri: str, mongo_db_name: str) -> RetentionSettings:
-    return RetentionSettings(store=mongo_uri, mongo_db=mongo_db_name, mongo_timeout=timedelta(seconds=5))
+    # A MongoDB store needs a way to tell callers apart (or an explicit shared tenancy): a fixed secret,
+    # as a deployment would have.
+    return RetentionSettings(
+        store=mongo_uri, mongo_db=mongo_db_name, mongo_timeout=timedelta(seconds=5), tenant_secret=MONGO_TENANT_SECRET
+    )
 
 
 MongoStoreFactory = Callable[..., MongoStore]
