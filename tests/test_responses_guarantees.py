@@ -117,6 +117,10 @@ async def test_bad_create_requests_get_a_clear_4xx_and_change_nothing(
         ("GET", "/v1/responses/resp_1/input_items", {"limit": "0"}, "limit"),
         ("GET", "/v1/responses/resp_1/input_items", {"limit": "101"}, "limit"),
         ("GET", "/v1/responses/resp_1/input_items", {"limit": "ten"}, "limit"),
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": "1" * 5000}, "limit"),
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": "\uff11\uff10"}, "limit"),  # full-width 10
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": "\u00b2"}, "limit"),  # superscript two
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": " 10"}, "limit"),
         ("GET", "/v1/responses/resp_1/input_items", {"order": "sideways"}, "order"),
         ("GET", "/v1/responses/resp_1/input_items", {"after": '{"$gt": ""}'}, "after"),
     ],
