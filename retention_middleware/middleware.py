@@ -77,7 +77,7 @@ class RetentionMiddleware:
         self._tenants = TenantResolver(settings.tenant_secret, settings.tenant_header)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
-        completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
+        completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight, settings.max_json_depth)
         stored = StoredResponseHandler(self.store, inflight)
         self._handlers: dict[Route, Handler] = {
             Route.CHAT: completions,

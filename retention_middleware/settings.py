@@ -139,6 +139,11 @@ class RetentionSettings:
     content_ttl: timedelta = field(default=timedelta(days=30), metadata=_env("RETENTION_CONTENT_TTL", parse_duration))
     logged_models: frozenset[str] = field(default=frozenset(), metadata=_env("RETENTION_LOGGED_MODELS", parse_names))
     """Models whose traffic is always content-logged, and disclosed as such in ``/v1/models``."""
+    # Hostile input (issue 10): bounds on what one request can make the process hold or walk
+    max_json_depth: int = field(default=128, metadata=_env("RETENTION_MAX_JSON_DEPTH", int))
+    """Deepest nesting of arrays and objects accepted in an inspected JSON request body; deeper is a 400."""
+    max_input_items: int = field(default=10_000, metadata=_env("RETENTION_MAX_INPUT_ITEMS", int))
+    """Most input items one ``POST /v1/responses`` may carry; more is a 400 before the upstream is called."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
@@ -179,6 +184,15 @@ class RetentionSettings:
                 "(RETENTION_OPT_IN_TENANTS, RETENTION_ALLOW_REQUEST_OPT_IN or RETENTION_LOGGED_MODELS); "
                 "unset those or use RETENTION_POLICY=standard"
             )
+        self._check_hostile_input_bounds()
+
+    def _check_hostile_input_bounds(self) -> None:
+        for name, most in (("max_json_depth", 200), ("max_input_items", 10_000_000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                # 200 levels leave room for the levels the store and input_items pages wrap around
+                # a body, under the 254 that orjson serialises.
+                raise SettingsError(f"{name} ({self._env_name(name)}): must be a whole number from 1 to {most}")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         if getattr(self, name) not in choices:

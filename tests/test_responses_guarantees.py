@@ -90,6 +90,11 @@ INJECTIONS: list[Any] = [{"$ne": None}, {"$gt": ""}, ["resp_1"], 12, True, "resp
            "previous_response_id", "invalid_type" if not isinstance(value, str) else "invalid_value")
           for value in INJECTIONS],
         (orjson.dumps({"model": "m", "input": "x" * 70_000}), 413, None, "request_too_large"),
+        # Nested past RETENTION_MAX_JSON_DEPTH (128), and past the 254 levels orjson serialises.
+        (b'{"model": "m", "input": "x", "metadata": ' + b"[" * 128 + b"]" * 128 + b"}", 400, None, "json_too_deep"),
+        (b'{"model": "m", "input": "x", "tools": ' + b"[" * 300 + b"]" * 300 + b"}", 400, None, "json_too_deep"),
+        # More than RETENTION_MAX_INPUT_ITEMS (10,000) items, well under the body limit.
+        (orjson.dumps({"model": "m", "input": [{}] * 10_001}), 400, "input", "too_many_input_items"),
     ],
 )  # fmt: skip
 async def test_bad_create_requests_get_a_clear_4xx_and_change_nothing(
@@ -404,3 +409,38 @@ async def test_g2_nothing_reaches_the_store_unless_a_response_is_stored(
     assert store.writes == []
     assert await response_store.count_content("anonymous") == 0
     assert "CANARY-G2" not in logs.text()
+
+
+async def test_millions_of_input_items_are_refused_naming_the_limit_and_others_are_answered() -> None:
+    upstream = CountingUpstream()
+    store = CountingStore(MemoryStore())
+    middleware = RetentionMiddleware(upstream, RetentionSettings(), store=store)
+    # 5 M items in 15 MB, under the 16 MiB body limit: listing such a response froze the process.
+    hostile = b'{"model": "m", "input": [' + b",".join([b"{}"] * 5_000_000) + b"]}"
+    async with asgi_client(middleware) as client:
+        innocent = (await client.post("/v1/responses", json={"model": "m", "input": "hello"})).json()
+        refused, listed = await asyncio.gather(
+            client.post("/v1/responses", content=hostile, headers={"content-type": "application/json"}),
+            client.get(f"/v1/responses/{innocent['id']}/input_items", params={"limit": "1"}),
+        )
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["param"], error["code"]) == ("input", "too_many_input_items")
+    assert "10000" in error["message"] and "RETENTION_MAX_INPUT_ITEMS" in error["message"]
+    assert listed.status_code == 200 and len(listed.json()["data"]) == 1
+    assert upstream.calls == 1 and store.writes == ["put"]
+
+
+async def test_a_page_of_a_response_at_the_item_limit_builds_only_its_own_items() -> None:
+    middleware = RetentionMiddleware(CountingUpstream(), RetentionSettings(max_input_items=10_000))
+    items = [{"type": "message", "role": "user", "content": f"item {n}"} for n in range(10_000)]
+    async with asgi_client(middleware) as client:
+        created = (await client.post("/v1/responses", json={"model": "m", "input": items})).json()
+        url = f"/v1/responses/{created['id']}/input_items"
+        last_two = (await client.get(url, params={"limit": "2"})).json()
+        after = (await client.get(url, params={"limit": "1", "after": last_two["data"][0]["id"]})).json()
+        first = (await client.get(url, params={"limit": "1", "order": "asc"})).json()
+    assert [item["content"][0]["text"] for item in last_two["data"]] == ["item 9999", "item 9998"]
+    assert last_two["has_more"] is True
+    assert [item["content"][0]["text"] for item in after["data"]] == ["item 9998"]
+    assert [item["content"][0]["text"] for item in first["data"]] == ["item 0"] and first["has_more"] is True

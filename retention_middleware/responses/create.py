@@ -22,6 +22,7 @@ from ..inflight import InFlightRegistry, InFlightWrite
 from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
+from ..wire.json_object import nesting_within, too_deep
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
@@ -32,7 +33,7 @@ from .rehydrate import rehydrate, store_unavailable
 logger = logging.getLogger("retention_middleware")
 
 
-def _parse_request(body: bytes) -> dict[str, Any]:
+def _parse_request(body: bytes, max_depth: int) -> dict[str, Any]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -42,6 +43,8 @@ def _parse_request(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(request, dict):
         raise invalid_request("The request body must be a JSON object.", code="invalid_json")
+    if not nesting_within(body, request, max_depth):
+        raise too_deep(max_depth)
     return request
 
 
@@ -68,7 +71,7 @@ class CreateResponseHandler:
         record = exchange.record
         try:
             body = await read_body(exchange.receive, exchange.scope["headers"], self.settings.max_body)
-            request = _parse_request(body)
+            request = _parse_request(body, self.settings.max_json_depth)
             model = request.get("model")
             record.model = model if isinstance(model, str) else None
             record.stream = request.get("stream") is True
@@ -138,7 +141,7 @@ class CreateResponseHandler:
         if zero:
             store = False
         previous_id = None if previous is None else checked_id(previous, "previous_response_id")
-        new_items = input_as_items(request.get("input", []))
+        new_items = input_as_items(request.get("input", []), self.settings.max_input_items)
         tenant = exchange.record.tenant
         if store and self.settings.store_failure == "reject":
             try:
