@@ -16,7 +16,7 @@ from typing import Any
 
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .completions import CompletionsHandler
-from .errors import OpenAIError, send_error
+from .errors import OpenAIError, UpstreamFailedMidResponse, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .logs.access_log import AccessRecord, emit
@@ -111,6 +111,11 @@ class RetentionMiddleware:
             failed = True
             record.error = record.error or "cancelled"
             raise
+        except UpstreamFailedMidResponse as error:
+            # Logged in one line by the forwarder. Returning with the response unfinished makes the
+            # server drop the connection, so the client never takes a cut-off body for a whole one.
+            failed = True
+            record.error = error.code
         except BaseException:
             failed = True
             record.error = record.error or "app_error"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from .._types import Message, Send
 from ..exchange import Exchange
 from ..logs.log_guard import GuardedContent
@@ -38,6 +40,9 @@ class ResponseCapture:
         "parser",
         "json_body",
         "seen_id",
+        "sequence_number",
+        "ended",
+        "held",
     )
 
     def __init__(
@@ -59,6 +64,9 @@ class ResponseCapture:
         self.parser = SSEParser()
         self.json_body: bytearray | None = bytearray()
         self.seen_id = False
+        self.sequence_number = -1  # of the last event seen, so an error event we add comes next
+        self.ended = False
+        self.held = bytearray()  # SSE: bytes of an event not complete yet (see _whole_events)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -80,22 +88,64 @@ class ResponseCapture:
         if self.kind is BodyKind.SSE:
             for event in self.parser.feed(body):
                 final = self._inspect_event(event.data) or final
+            body = self._whole_events(body, more)
         else:
             final = self._collect_json(body, more)
         if final is not None:
             await self.on_final(final)
+        self.ended = not more
         if self.patcher is not None:
             # Possibly empty when the whole chunk is the start of a pattern; it is sent all the same,
             # so there is one message out for every message in.
             body = self.patcher.feed(body, final=not more)
+        if body is not message.get("body", b""):
             message = {"type": "http.response.body", "body": body, "more_body": more}
         await self.downstream(message)
+
+    def _whole_events(self, body: bytes, more: bool) -> bytes:
+        """The bytes of ``body`` that finish events; an unfinished event's bytes wait for the rest.
+
+        An SSE client can do nothing with half an event, and holding it means that if the upstream
+        dies mid-event, the terminal error event we send parses cleanly. Servers send whole events
+        per message, so in practice nothing is held and the message goes on as it came.
+        """
+        open_bytes = 0 if not more else self.parser.open_event_bytes
+        if not self.held and open_bytes == 0:
+            return body
+        held = self.held
+        held += body
+        cut = len(held) - open_bytes
+        out = bytes(held[:cut])
+        del held[:cut]
+        return out
+
+    async def end_with_error(self, code: str) -> bool:
+        """End a stream the upstream left unfinished with OpenAI's terminal ``error`` event; False
+        when this answer is not a stream still open, which only a dropped connection can end."""
+        if self.kind is not BodyKind.SSE or self.ended:
+            return False
+        event = {
+            "type": "error",
+            "code": code,
+            "message": "The upstream server failed before the response was complete.",
+            "param": None,
+            "sequence_number": self.sequence_number + 1,
+        }
+        # What the upstream left of an unfinished event was never forwarded, so ours parses cleanly.
+        self.held.clear()
+        body = b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+        self.ended = True
+        await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
+        return True
 
     def _inspect_event(self, data: bytes) -> dict[str, Any] | None:
         """Meter one SSE event; the response object when it is the terminal event."""
         event = json_object(data)
         if event is None:
             return None
+        sequence_number = event.get("sequence_number")
+        if isinstance(sequence_number, int):
+            self.sequence_number = sequence_number
         if self.guard is not None:
             text = response_event_text(event)
             if text is not None:

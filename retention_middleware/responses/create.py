@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .._types import ASGIApp
-from ..errors import OpenAIError, invalid_request, send_error
+from ..errors import OpenAIError, UpstreamFailedMidResponse, invalid_request, send_error
 from ..exchange import Exchange
 from ..inflight import InFlightRegistry, InFlightWrite
 from ..policy.content_log import ContentLog
@@ -106,7 +106,15 @@ class CreateResponseHandler:
             turn.on_final,
         )
         try:
-            await self.app(scope, replay(upstream_body, exchange.receive), capture.send)
+            try:
+                await self.app(scope, replay(upstream_body, exchange.receive), capture.send)
+            except UpstreamFailedMidResponse as error:
+                # No terminal event came, so nothing was stored; an SDK reading the stream gets a
+                # terminal error event instead of waiting on a stream that will never finish.
+                if not await capture.end_with_error(error.code):
+                    raise
+                record.error = error.code
+                return
             if reason is not None and entry is not None:
                 # A documented exception: this request's content is kept (never logged); see content_log.
                 await self.content_log.keep(

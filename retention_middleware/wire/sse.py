@@ -40,6 +40,7 @@ class SSEParser:
         "_event",
         "_raw",
         "_after_cr",
+        "_open",
         "skipped_events",
     )
 
@@ -55,6 +56,7 @@ class SSEParser:
         self._event: str | None = None
         self._raw = 0  # bytes of complete lines since the last dispatched event
         self._after_cr = False  # the previous chunk ended in \r, so a leading \n ends that same line
+        self._open = 0  # bytes of complete lines since the last blank line
         self.skipped_events = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -97,6 +99,7 @@ class SSEParser:
             self._pending = len(tail)
         for line in lines:
             self._raw += len(line)
+            self._open = 0 if line in (b"\n", b"\r", b"\r\n") else self._open + len(line)
             self._take(line, events)
         self._drop_line_if_too_long()
         return events
@@ -114,6 +117,15 @@ class SSEParser:
     def pending_bytes(self) -> int:
         """Bytes fed but not yet attributed to a dispatched event."""
         return self._raw + self._pending
+
+    @property
+    def open_event_bytes(self) -> int:
+        """The last bytes fed that belong to an event not finished yet (its lines since the last
+        blank line, and the unfinished line): what a tee forwarding whole events only would hold.
+        0 inside an oversized event, which is forwarded as it comes rather than held."""
+        if self._skipping or self._in_dropped_line:
+            return 0
+        return self._open + self._pending
 
     def _take(self, line: bytes, events: list[SSEEvent]) -> None:
         content = line.rstrip(b"\r\n")
