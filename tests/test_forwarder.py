@@ -502,7 +502,7 @@ def _response_events(response_id: str) -> list[bytes]:
     return [
         b"event: response.created\ndata: " + orjson.dumps(created) + b"\n\n",
         b"event: response.output_text.delta\ndata: " + orjson.dumps(delta) + b"\n\n",
-        b"event: response.output_text.delta\ndata: {\"type\": \"response.out",  # cut off mid-event
+        b'event: response.output_text.delta\ndata: {"type": "response.out',  # cut off mid-event
     ]
 
 
