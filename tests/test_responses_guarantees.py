@@ -35,7 +35,7 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
-        if name in ("put", "delete", "delete_tenant", "put_content", "delete_tenant_content"):
+        if name in ("put", "replace", "delete", "delete_tenant", "put_content", "delete_tenant_content"):
 
             async def counted(*args: Any, **kwargs: Any) -> Any:
                 self.writes.append(name)
@@ -188,7 +188,9 @@ async def test_a_delete_racing_a_stream_is_honoured() -> None:
         assert any("response.completed" in line for line in rest)
         assert (await client.get("/v1/responses/resp_racing")).status_code == 404
         assert (await client.delete("/v1/responses/resp_racing")).status_code == 404
-    assert "put" not in store.writes
+    # Only the in_progress record was ever written, and the delete removed it: nothing came back.
+    assert store.writes.count("put") == 1 and "replace" not in store.writes
+    assert len(store.inner) == 0
 
 
 async def test_without_the_delete_the_same_stream_is_stored() -> None:

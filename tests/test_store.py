@@ -110,6 +110,20 @@ async def test_delete_removes_before_returning(store: ResponseStore, store_clock
     assert await store.delete("tenant-a", "resp_1") is False
 
 
+async def test_replace_updates_only_a_record_that_still_exists(store: ResponseStore, store_clock: FakeClock) -> None:
+    started = response_record("resp_1", store_clock, response={"id": "resp_1", "status": "in_progress"})
+    await store.put(started)
+    final = response_record("resp_1", store_clock, response={"id": "resp_1", "status": "completed", "output": [1]})
+    assert await store.replace(final) is True
+    assert await store.get("tenant-a", "resp_1") == final
+    assert await store.replace(response_record("resp_1", store_clock, tenant=OTHER)) is False  # not theirs
+    assert await store.delete("tenant-a", "resp_1") is True
+    assert await store.replace(final) is False  # deleted: the final write must not bring it back
+    assert await store.get("tenant-a", "resp_1") is None
+    assert await store.replace(response_record("resp_never", store_clock)) is False
+    assert await store.get("tenant-a", "resp_never") is None
+
+
 async def test_delete_of_a_missing_id_is_false(store: ResponseStore) -> None:
     assert await store.delete("tenant-a", "resp_missing") is False
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from .._types import Message, Send
+from ..errors import send_error
 from ..exchange import Exchange
 from ..logs.log_guard import GuardedContent
 from ..wire.json_object import json_object
@@ -21,9 +22,15 @@ from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_
 from ..wire.sse import MAX_EVENT_BYTES, SSEParser
 from ..wire.tee import BodyKind, body_kind_of, without_content_length
 from .patch import StreamingPatcher
+from .rehydrate import store_unavailable
 
 OnResponseId = Callable[[str], None]
-OnFinal = Callable[[dict[str, Any]], Awaitable[None]]
+OnResponse = Callable[[dict[str, Any]], Awaitable[bool]]
+"""Called with the first (``response.created``) or the final response object before the bytes that
+carry it are sent; False means the store refused it in ``reject`` mode, and the client must not be
+told it is stored."""
+
+STORE_REFUSED = "The response could not be stored (RETENTION_STORE_FAILURE=reject); please retry shortly."
 
 
 class ResponseCapture:
@@ -35,7 +42,11 @@ class ResponseCapture:
         "guard",
         "patcher",
         "on_response_id",
+        "on_started",
         "on_final",
+        "hold_json",
+        "held_start",
+        "overflow",
         "kind",
         "parser",
         "json_body",
@@ -52,14 +63,22 @@ class ResponseCapture:
         guard: GuardedContent | None,
         patcher: StreamingPatcher | None,
         on_response_id: OnResponseId,
-        on_final: OnFinal,
+        on_started: OnResponse,
+        on_final: OnResponse,
+        *,
+        hold_json: bool = False,
     ) -> None:
         self.exchange = exchange
         self.downstream = downstream
         self.guard = guard
         self.patcher = patcher
         self.on_response_id = on_response_id
+        self.on_started = on_started
         self.on_final = on_final
+        # reject mode: a JSON answer is held whole, so a store failure can still be a 503.
+        self.hold_json = hold_json
+        self.held_start: Message | None = None
+        self.overflow = b""  # a held answer that turned out too large to inspect
         self.kind = BodyKind.OTHER
         self.parser = SSEParser()
         self.json_body: bytearray | None = bytearray()
@@ -77,22 +96,38 @@ class ResponseCapture:
                 self.exchange.record.stream = True
             if self.patcher is not None and self.kind is not BodyKind.OTHER:
                 message = without_content_length(message)  # restoring a value may change the length
+            if self.hold_json and self.kind is BodyKind.JSON:
+                self.held_start = message
+                return
             await self.downstream(message)
             return
         if kind != "http.response.body" or self.kind is BodyKind.OTHER:
             await self.downstream(message)
             return
+        if self.ended:
+            return  # we ended this answer early (the store refused it); the rest goes nowhere
         body: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         final: dict[str, Any] | None = None
         if self.kind is BodyKind.SSE:
+            started: dict[str, Any] | None = None
             for event in self.parser.feed(body):
-                final = self._inspect_event(event.data) or final
+                started, final = self._inspect_event(event.data, started, final)
+            if started is not None and not await self.on_started(started):
+                await self.end_with_error("store_unavailable", STORE_REFUSED)
+                return
             body = self._whole_events(body, more)
         else:
             final = self._collect_json(body, more)
-        if final is not None:
-            await self.on_final(final)
+            if self.held_start is not None:
+                await self._send_held_json(final, more)
+                return
+        if final is not None and not await self.on_final(final):
+            if self.kind is BodyKind.SSE:
+                await self.end_with_error("store_unavailable", STORE_REFUSED)  # in place of the terminal event
+            else:
+                self.ended = True  # the status line is gone; what is left of the body goes nowhere
+            return
         self.ended = not more
         if self.patcher is not None:
             # Possibly empty when the whole chunk is the start of a pattern; it is sent all the same,
@@ -101,6 +136,25 @@ class ResponseCapture:
         if body is not message.get("body", b""):
             message = {"type": "http.response.body", "body": body, "more_body": more}
         await self.downstream(message)
+
+    async def _send_held_json(self, final: dict[str, Any] | None, more: bool) -> None:
+        """``hold_json``: the answer goes on only once it is stored, else it becomes a 503."""
+        if final is not None and not await self.on_final(final):
+            self.ended = True
+            self.held_start = None
+            await send_error(self.downstream, store_unavailable())
+            return
+        if more and self.json_body is not None:
+            return  # still held; the bytes are in json_body
+        start, self.held_start = self.held_start, None
+        if start is not None:
+            await self.downstream(start)
+        held = bytes(self.json_body) if self.json_body is not None else self.overflow
+        self.overflow = b""
+        if self.patcher is not None:
+            held = self.patcher.feed(held, final=not more)
+        self.ended = not more
+        await self.downstream({"type": "http.response.body", "body": held, "more_body": more})
 
     def _whole_events(self, body: bytes, more: bool) -> bytes:
         """The bytes of ``body`` that finish events; an unfinished event's bytes wait for the rest.
@@ -119,7 +173,9 @@ class ResponseCapture:
         del held[:cut]
         return out
 
-    async def end_with_error(self, code: str) -> bool:
+    async def end_with_error(
+        self, code: str, message: str = "The upstream server failed before the response was complete."
+    ) -> bool:
         """End a stream the upstream left unfinished with OpenAI's terminal ``error`` event; False
         when this answer is not a stream still open, which only a dropped connection can end."""
         if self.kind is not BodyKind.SSE or self.ended:
@@ -127,7 +183,7 @@ class ResponseCapture:
         event = {
             "type": "error",
             "code": code,
-            "message": "The upstream server failed before the response was complete.",
+            "message": message,
             "param": None,
             "sequence_number": self.sequence_number + 1,
         }
@@ -138,11 +194,13 @@ class ResponseCapture:
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
         return True
 
-    def _inspect_event(self, data: bytes) -> dict[str, Any] | None:
-        """Meter one SSE event; the response object when it is the terminal event."""
+    def _inspect_event(
+        self, data: bytes, started: dict[str, Any] | None, final: dict[str, Any] | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Meter one SSE event; (the response when it is the first seen, the terminal response)."""
         event = json_object(data)
         if event is None:
-            return None
+            return started, final
         sequence_number = event.get("sequence_number")
         if isinstance(sequence_number, int):
             self.sequence_number = sequence_number
@@ -152,12 +210,14 @@ class ResponseCapture:
                 self.guard.add_generated(*text)
         response = event.get("response")
         if not isinstance(response, dict):
-            return None
-        self._learn_id(response)
+            return started, final
         if event.get("type") in RESPONSE_TERMINAL_EVENTS:
+            self._learn_id(response)
             self.exchange.record.usage = normalise_usage(response.get("usage"))
-            return response
-        return None
+            return started, response
+        if self._learn_id(response):
+            return response, final
+        return started, final
 
     def _collect_json(self, body: bytes, more: bool) -> dict[str, Any] | None:
         collected = self.json_body
@@ -165,6 +225,9 @@ class ResponseCapture:
             return None
         collected += body
         if len(collected) > MAX_EVENT_BYTES:
+            # Too large to inspect, so never stored; a held answer goes on as it is from here.
+            if self.held_start is not None:
+                self.overflow = bytes(collected)
             self.json_body = None
             return None
         if more:
@@ -178,8 +241,11 @@ class ResponseCapture:
             self.guard.add_source(response)
         return response
 
-    def _learn_id(self, response: dict[str, Any]) -> None:
+    def _learn_id(self, response: dict[str, Any]) -> bool:
+        """True when this response object is the first to name the id."""
         response_id = response.get("id")
         if not self.seen_id and isinstance(response_id, str):
             self.seen_id = True
             self.on_response_id(response_id)
+            return True
+        return False

@@ -18,7 +18,7 @@ import orjson
 from .._types import ASGIApp
 from ..errors import OpenAIError, UpstreamFailedMidResponse, invalid_request, send_error
 from ..exchange import Exchange
-from ..inflight import InFlightRegistry, InFlightWrite
+from ..inflight import InFlightRegistry
 from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
@@ -27,8 +27,9 @@ from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
 from .items import input_as_items
-from .patch import StreamingPatcher, restoration_patterns, restore_in_object
+from .patch import StreamingPatcher, restoration_patterns
 from .rehydrate import rehydrate, store_unavailable
+from .turn import StoredTurn
 
 logger = logging.getLogger("retention_middleware")
 
@@ -78,7 +79,7 @@ class CreateResponseHandler:
             guard = exchange.guard()
             if guard is not None:
                 guard.add_source(request)
-            upstream_request, store, previous_id, history = await self._prepare(request, exchange)
+            upstream_request, store, previous_id, history = await self._prepare(request, exchange, len(body))
         except ClientGone:
             return
         except OpenAIError as error:
@@ -94,7 +95,18 @@ class CreateResponseHandler:
         tenant = record.tenant
         reason = self.content_log.reason(tenant, record.model, scope["headers"])
         entry = self.inflight.open(tenant) if store or reason else None
-        turn = _Turn(self, exchange, request, store, previous_id, history, entry)
+        turn = StoredTurn(
+            settings=self.settings,
+            store=self.store,
+            inflight=self.inflight,
+            clock=self.clock,
+            exchange=exchange,
+            request=request,
+            store_requested=store,
+            previous_id=previous_id,
+            history=history,
+            entry=entry,
+        )
         patterns = restoration_patterns(store, previous_id)
         send = exchange.send if reason is None else self.content_log.disclosing(exchange.send, reason)
         capture = ResponseCapture(
@@ -103,7 +115,9 @@ class CreateResponseHandler:
             guard,
             StreamingPatcher(patterns) if patterns else None,
             turn.on_response_id,
+            turn.on_started,
             turn.on_final,
+            hold_json=store and self.settings.store_failure == "reject",
         )
         try:
             try:
@@ -121,11 +135,12 @@ class CreateResponseHandler:
                     record, entry, reason=reason, endpoint=record.path, request=request, response=turn.final
                 )
         finally:
+            await turn.discard_in_progress()
             if entry is not None:
                 self.inflight.close(entry)
 
     async def _prepare(
-        self, request: dict[str, Any], exchange: Exchange
+        self, request: dict[str, Any], exchange: Exchange, body_size: int
     ) -> tuple[dict[str, Any], bool, str | None, list[StoredResponse]]:
         """Check the request and build what the upstream gets; raises OpenAIError for bad input."""
         store = request.get("store", True)
@@ -153,7 +168,7 @@ class CreateResponseHandler:
         tenant = exchange.record.tenant
         if store and self.settings.store_failure == "reject":
             try:
-                await self.store.check()
+                await self.store.check(body_size)  # the input is about the size of the body
             except StoreError as error:
                 exchange.record.error = error.code
                 raise store_unavailable() from None
@@ -172,68 +187,3 @@ class CreateResponseHandler:
 def _turn_items(turn: StoredResponse) -> list[Any]:
     output = turn.response.get("output")
     return [*turn.input_items, *(output if isinstance(output, list) else [])]
-
-
-class _Turn:
-    """The per-request side of a capture: the in-flight entry and the write of the stored response."""
-
-    def __init__(
-        self,
-        handler: CreateResponseHandler,
-        exchange: Exchange,
-        request: dict[str, Any],
-        store: bool,
-        previous_id: str | None,
-        history: list[StoredResponse],
-        entry: InFlightWrite | None,
-    ) -> None:
-        self.handler = handler
-        self.exchange = exchange
-        self.request = request
-        self.store = store
-        self.previous_id = previous_id
-        self.history = history
-        self.entry = entry
-        self.final: dict[str, Any] | None = None
-
-    def on_response_id(self, response_id: str) -> None:
-        if self.entry is not None and self.store:
-            self.handler.inflight.name(self.entry, response_id)
-
-    async def on_final(self, response: dict[str, Any]) -> None:
-        restore_in_object(response, self.store, self.previous_id)
-        self.final = response
-        response_id = response.get("id")
-        entry = self.entry
-        if not self.store or entry is None or not isinstance(response_id, str):
-            return
-        record = self.exchange.record
-        if not entry.begin_write():
-            record.error = "deleted_while_streaming"  # by a DELETE of this id or an erasure of its tenant
-            return
-        try:
-            now = self.handler.clock()
-            ancestors = (*self.history[-1].ancestors, self.history[-1].id) if self.history else ()
-            await self.handler.store.put(
-                StoredResponse(
-                    id=response_id,
-                    tenant=entry.tenant,
-                    created_at=now,
-                    expires_at=now + self.handler.settings.ttl,
-                    model=response.get("model") if isinstance(response.get("model"), str) else None,
-                    status=response.get("status") if isinstance(response.get("status"), str) else None,
-                    previous_response_id=self.previous_id,
-                    ancestors=tuple(ancestors),
-                    input_items=input_as_items(self.request.get("input", [])),
-                    response=response,
-                    usage=record.usage,
-                )
-            )
-            record.stored = True
-        except StoreError as error:
-            # The answer is served all the same (RETENTION_STORE_FAILURE=serve); the client can tell
-            # from a later GET, the operator from the access log.
-            record.error = error.code
-            logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
-        finally:
-            entry.end_write()

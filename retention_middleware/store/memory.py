@@ -132,12 +132,13 @@ class MemoryStore:
         self._content.clear()
         self._used = 0
 
-    async def check(self) -> None:
-        """Raise StoreFull if not one more byte fits, even after purging expired records."""
+    async def check(self, needed: int = 0) -> None:
+        """Raise StoreFull unless a record of ``needed`` content bytes fits, after purging expired ones."""
         self._ensure_started()
-        if self._used >= self.budget:
+        wanted = max(1, needed and needed + RECORD_OVERHEAD)
+        if self._used + wanted > self.budget:
             self._purge_expired(self._now())
-        if self._used >= self.budget:
+        if self._used + wanted > self.budget:
             raise StoreFull(f"memory store budget of {self.budget} bytes is spent")
 
     def _ensure_started(self) -> None:
@@ -222,7 +223,11 @@ class MemoryStore:
     async def put(self, record: StoredResponse) -> None:
         self._ensure_started()
         blobs, strings = self._response_parts(record)
-        meta = dataclasses.replace(
+        self._keep(self._responses, record.id, self._meta(record), blobs, strings)
+
+    @staticmethod
+    def _meta(record: StoredResponse) -> StoredResponse:
+        return dataclasses.replace(
             record,
             created_at=utc_millis(record.created_at, "created_at"),
             expires_at=utc_millis(record.expires_at, "expires_at"),
@@ -231,7 +236,21 @@ class MemoryStore:
             response={},
             usage=None,
         )
-        self._keep(self._responses, record.id, meta, blobs, strings)
+
+    async def replace(self, record: StoredResponse) -> bool:
+        self._ensure_started()
+        kept = self._responses.get(record.id)
+        if kept is None or not kept.live(record.tenant, self._now()):
+            return False
+        blobs, strings = self._response_parts(record)
+        size = record_cost(b"".join(blobs), *strings)
+        if self._used - kept.size + size > self.budget:
+            self._purge_expired(self._now())
+            if self._used - kept.size + size > self.budget:
+                raise StoreFull(f"memory store budget of {self.budget} bytes is spent (replacing {record.id!r})")
+        self._drop(self._responses, record.id)
+        self._keep(self._responses, record.id, self._meta(record), blobs, strings)
+        return True
 
     async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
         self._ensure_started()
