@@ -493,17 +493,17 @@ async def dying_upstream(events: list[bytes]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def _response_events(response_id: str) -> list[bytes]:
+def _response_events(response_id: str, *, cut_mid_event: bool = False) -> list[bytes]:
     response = {"id": response_id, "object": "response", "status": "in_progress", "model": "m", "output": [],
                 "store": False, "previous_response_id": None}  # fmt: skip
     created = {"type": "response.created", "sequence_number": 0, "response": response}
     delta = {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
              "content_index": 0, "delta": "partial answ"}  # fmt: skip
-    return [
+    events = [
         b"event: response.created\ndata: " + orjson.dumps(created) + b"\n\n",
         b"event: response.output_text.delta\ndata: " + orjson.dumps(delta) + b"\n\n",
-        b'event: response.output_text.delta\ndata: {"type": "response.out',  # cut off mid-event
     ]
+    return events + [b'event: response.output_text.delta\ndata: {"type": "response.out'] if cut_mid_event else events
 
 
 async def test_upstream_dying_mid_responses_stream_ends_it_with_an_error_event_and_stores_nothing() -> None:
@@ -533,6 +533,23 @@ async def test_upstream_dying_mid_responses_stream_ends_it_with_an_error_event_a
     assert [line for line in text.splitlines() if "upstream_disconnected" in line and "access" not in line] == [
         "WARNING retention_middleware.proxy upstream failed mid-response: upstream_disconnected"
     ]
+
+
+async def test_upstream_dying_mid_event_still_ends_the_stream_with_a_parseable_error_event() -> None:
+    # Chunks are never held back, so the client has part of an event: a blank line ends it (an SDK
+    # rejects that remnant) and the error event after it stands on its own; the stream completes.
+    from retention_middleware import RetentionMiddleware
+
+    async with dying_upstream(_response_events("resp_cut", cut_mid_event=True)) as upstream_url:
+        settings = RetentionSettings(upstream=upstream_url)
+        app = RetentionMiddleware(UpstreamProxy(settings), settings)
+        async with aserve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url, timeout=DEADLINE) as http:
+            answer = await http.post("/v1/responses", json={"model": "m", "input": "hi", "stream": True})
+    blocks = answer.content.split(b"\n\n")
+    assert blocks[-1] == b"" and blocks[-3].endswith(b'"type": "response.out')
+    name, data = blocks[-2].split(b"\n")
+    assert name == b"event: error"
+    assert orjson.loads(data.removeprefix(b"data: "))["code"] == "upstream_disconnected"
 
 
 async def test_upstream_dying_mid_chat_stream_cuts_the_client_off_with_one_log_line() -> None:

@@ -109,3 +109,16 @@ def test_a_32_mib_event_in_small_chunks_is_parsed_in_linear_time() -> None:
     assert [(event.event, len(event.data)) for event in events] == [("big", len(payload)), (None, 5)]
     assert sum(event.raw_length for event in events) == len(stream)
     assert parser.pending_bytes == 0
+
+
+def test_mid_event_says_whether_the_bytes_so_far_end_inside_an_event() -> None:
+    parser = SSEParser()
+    assert parser.mid_event is False
+    parser.feed(b"event: a\n")
+    assert parser.mid_event is True  # a field line, no blank line yet
+    parser.feed(b"data: {}\n\n")
+    assert parser.mid_event is False
+    parser.feed(b'data: {"cut')
+    assert parser.mid_event is True  # mid-line
+    parser.feed(b'"}\r\n\r\n: keep-alive\n\n')
+    assert parser.mid_event is False

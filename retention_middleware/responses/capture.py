@@ -53,7 +53,6 @@ class ResponseCapture:
         "seen_id",
         "sequence_number",
         "ended",
-        "held",
     )
 
     def __init__(
@@ -85,7 +84,6 @@ class ResponseCapture:
         self.seen_id = False
         self.sequence_number = -1  # of the last event seen, so an error event we add comes next
         self.ended = False
-        self.held = bytearray()  # SSE: bytes of an event not complete yet (see _whole_events)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -111,22 +109,34 @@ class ResponseCapture:
         final: dict[str, Any] | None = None
         if self.kind is BodyKind.SSE:
             started: dict[str, Any] | None = None
+            # Where in ``body`` the terminal event begins; negative when it began in an earlier
+            # message (the client already holds part of it).
+            position = -self.parser.pending_bytes
+            started_start = terminal_start = 0
             for event in self.parser.feed(body):
-                started, final = self._inspect_event(event.data, started, final)
-            if started is not None and not await self.on_started(started):
-                await self.end_with_error("store_unavailable", STORE_REFUSED)
+                started_here, final_here = self._inspect_event(event.data, started, final)
+                if started_here is not started:
+                    started, started_start = started_here, position
+                if final_here is not final:
+                    final, terminal_start = final_here, position
+                position += event.raw_length
+            # (A response that also finishes in this message is simply written once, at its end.)
+            if started is not None and final is None and not await self.on_started(started):
+                kept = body[: max(0, started_start)]
+                await self.end_with_error("store_unavailable", STORE_REFUSED, keep=kept, open_event=started_start < 0)
                 return
-            body = self._whole_events(body, more)
+            if final is not None and not await self.on_final(final):
+                # In place of the terminal event: the events before it in this message still go.
+                kept = body[: max(0, terminal_start)]
+                await self.end_with_error("store_unavailable", STORE_REFUSED, keep=kept, open_event=terminal_start < 0)
+                return
         else:
             final = self._collect_json(body, more)
             if self.held_start is not None:
                 await self._send_held_json(final, more)
                 return
-        if final is not None and not await self.on_final(final):
-            if self.kind is BodyKind.SSE:
-                await self.end_with_error("store_unavailable", STORE_REFUSED)  # in place of the terminal event
-            else:
-                self.ended = True  # the status line is gone; what is left of the body goes nowhere
+        if self.kind is BodyKind.JSON and final is not None and not await self.on_final(final):
+            self.ended = True  # not held, so the status line is gone; what is left goes nowhere
             return
         self.ended = not more
         if self.patcher is not None:
@@ -156,28 +166,18 @@ class ResponseCapture:
         self.ended = not more
         await self.downstream({"type": "http.response.body", "body": held, "more_body": more})
 
-    def _whole_events(self, body: bytes, more: bool) -> bytes:
-        """The bytes of ``body`` that finish events; an unfinished event's bytes wait for the rest.
-
-        An SSE client can do nothing with half an event, and holding it means that if the upstream
-        dies mid-event, the terminal error event we send parses cleanly. Servers send whole events
-        per message, so in practice nothing is held and the message goes on as it came.
-        """
-        open_bytes = 0 if not more else self.parser.open_event_bytes
-        if not self.held and open_bytes == 0:
-            return body
-        held = self.held
-        held += body
-        cut = len(held) - open_bytes
-        out = bytes(held[:cut])
-        del held[:cut]
-        return out
-
     async def end_with_error(
-        self, code: str, message: str = "The upstream server failed before the response was complete."
+        self,
+        code: str,
+        message: str = "The upstream server failed before the response was complete.",
+        *,
+        keep: bytes = b"",
+        open_event: bool | None = None,
     ) -> bool:
-        """End a stream the upstream left unfinished with OpenAI's terminal ``error`` event; False
-        when this answer is not a stream still open, which only a dropped connection can end."""
+        """End a stream early with OpenAI's terminal ``error`` event, after the ``keep`` bytes of
+        this message; False when this answer is not a stream still open (only a dropped connection
+        can end that). Chunks are never held back (G7), so the client may hold part of an event: a
+        blank line ends it first (an SDK rejects that remnant, and stops waiting all the same)."""
         if self.kind is not BodyKind.SSE or self.ended:
             return False
         event = {
@@ -187,9 +187,11 @@ class ResponseCapture:
             "param": None,
             "sequence_number": self.sequence_number + 1,
         }
-        # What the upstream left of an unfinished event was never forwarded, so ours parses cleanly.
-        self.held.clear()
-        body = b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+        if self.patcher is not None and keep:
+            keep = self.patcher.feed(keep, final=True)
+        if open_event is None:
+            open_event = self.parser.mid_event
+        body = keep + (b"\n\n" if open_event else b"") + b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
         self.ended = True
         await self.downstream({"type": "http.response.body", "body": body, "more_body": False})
         return True

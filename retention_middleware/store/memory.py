@@ -135,7 +135,7 @@ class MemoryStore:
     async def check(self, needed: int = 0) -> None:
         """Raise StoreFull unless a record of ``needed`` content bytes fits, after purging expired ones."""
         self._ensure_started()
-        wanted = max(1, needed and needed + RECORD_OVERHEAD)
+        wanted = needed + RECORD_OVERHEAD if needed > 0 else 1
         if self._used + wanted > self.budget:
             self._purge_expired(self._now())
         if self._used + wanted > self.budget:

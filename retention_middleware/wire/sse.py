@@ -119,13 +119,10 @@ class SSEParser:
         return self._raw + self._pending
 
     @property
-    def open_event_bytes(self) -> int:
-        """The last bytes fed that belong to an event not finished yet (its lines since the last
-        blank line, and the unfinished line): what a tee forwarding whole events only would hold.
-        0 inside an oversized event, which is forwarded as it comes rather than held."""
-        if self._skipping or self._in_dropped_line:
-            return 0
-        return self._open + self._pending
+    def mid_event(self) -> bool:
+        """Whether the bytes fed so far end inside an event (after its first line, or mid-line):
+        a tee that forwards chunks as they come has then sent its client part of an event."""
+        return bool(self._open or self._pending or self._skipping or self._in_dropped_line)
 
     def _take(self, line: bytes, events: list[SSEEvent]) -> None:
         content = line.rstrip(b"\r\n")
