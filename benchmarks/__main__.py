@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from . import inprocess, machine, memory, proxy_latency, report, streams, targets, throughput
+from . import inprocess, machine, memory, proxy_latency, report, sse_parse, streams, targets, throughput
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Counts:
     proxy_requests: int = 2_000
     proxy_seconds: float = 30.0
     """Per route; caps the run when the proxy is slow, so a regression cannot make it hang."""
+    # SSE parse time against event size (issue 10 item 7)
+    sse_small_mb: float = 1.0
+    sse_large_mb: float = 32.0
 
 
 QUICK = Counts(
@@ -55,6 +58,8 @@ QUICK = Counts(
     memory_large_mb=4.0,
     proxy_requests=40,
     proxy_seconds=3.0,
+    sse_small_mb=0.25,
+    sse_large_mb=2.0,
 )
 
 
@@ -105,6 +110,8 @@ def run(counts: Counts, *, http: str, loop: str) -> dict[str, Any]:
         http=http,
         loop=loop,
     )
+    _section("6 SSE parse time against event size")
+    results["sse_parse"] = sse_parse.run((counts.sse_small_mb, counts.sse_large_mb))
     results["targets"] = targets.evaluate(results)
     return results
 

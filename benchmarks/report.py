@@ -109,6 +109,23 @@ def _proxy(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sse_parse(results: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### 6. SSE parse time against event size (one event, {results['chunk_bytes'] // 1024} KiB chunks)",
+        "",
+        "| event size | parse time | ns per byte |",
+        "|---:|---:|---:|",
+    ]
+    for case in results["cases"]:
+        lines.append(f"| {case['megabytes']:g} MiB | {case['seconds'] * 1000:.1f} ms | {case['ns_per_byte']:.2f} |")
+    lines += [
+        "",
+        f"Per-byte cost, largest over smallest event: **{results['per_byte_ratio']:.2f}** "
+        f"(sizes {results['size_ratio']:g}x apart; 1 means linear).",
+    ]
+    return lines
+
+
 def _targets(verdicts: list[dict[str, Any]]) -> list[str]:
     lines = ["### Targets (DESIGN.md section 8)", "", "| figure | target | measured | met |", "|---|---|---|---|"]
     for v in verdicts:
@@ -125,6 +142,7 @@ def render(results: dict[str, Any]) -> str:
         ("throughput", _throughput),
         ("memory", _memory),
         ("proxy", _proxy),
+        ("sse_parse", _sse_parse),
     ):
         lines += ["", *render_section(results[section])]
     lines += ["", *_targets(results["targets"])]

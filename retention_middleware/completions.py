@@ -24,7 +24,7 @@ from .logs.log_guard import GuardedContent
 from .policy.content_log import ContentLog
 from .routes import Route
 from .wire.assemble import StreamAssembler
-from .wire.json_object import json_object
+from .wire.json_object import json_object, request_object
 from .wire.metering import completion_chunk_texts, is_usage_only_chunk, normalise_usage, usage_of_body
 from .wire.request_body import ClientGone, read_body, replay, with_body_length
 from .wire.sse import DONE, MAX_EVENT_BYTES, SSEEvent, SSEParser
@@ -62,9 +62,17 @@ def _client_wants_usage(body: dict[str, Any]) -> bool:
 class CompletionsHandler:
     """Owns chat completions, completions and embeddings requests."""
 
-    def __init__(self, app: ASGIApp, max_body: int, content_log: ContentLog, inflight: InFlightRegistry) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int,
+        content_log: ContentLog,
+        inflight: InFlightRegistry,
+        max_json_depth: int = 128,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_json_depth = max_json_depth
         self.content_log = content_log
         self.inflight = inflight
 
@@ -72,13 +80,13 @@ class CompletionsHandler:
         scope = exchange.scope
         try:
             body = await read_body(exchange.receive, scope["headers"], self.max_body)
+            request = request_object(body, self.max_json_depth)
         except ClientGone:
             return
         except OpenAIError as error:
             exchange.record.error = error.code
             await send_error(exchange.send, error)
             return
-        request = json_object(body)
         guard = exchange.guard()
         strip_usage = False
         if request is None:

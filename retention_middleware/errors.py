@@ -60,3 +60,16 @@ async def send_json(send: Send, status: int, body: bytes, extra_headers: Sequenc
 
 async def send_error(send: Send, error: OpenAIError) -> None:
     await send_json(send, error.status, error.body())
+
+
+class UpstreamFailedMidResponse(Exception):
+    """The upstream failed after its response had started (it disconnected, or fell silent).
+
+    Raised by the proxy's forwarder, which has logged it in one line; the middleware answers it
+    (a Responses stream ends with a terminal ``error`` event, anything else is cut off so it never
+    looks complete) and never lets it reach the server as a traceback. ``code`` goes to the access log.
+    """
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code

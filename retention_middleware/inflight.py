@@ -7,8 +7,9 @@ erasure cancels the entry, and the request then writes nothing when it completes
 already under way, the canceller waits for it to finish and then deletes what it wrote, so no
 ordering of the two leaves a record behind.
 
-This covers requests in this process. With several replicas behind a load balancer, a delete that
-lands on another replica finds nothing to delete yet; that replica answers 404.
+This covers requests in this process. Across replicas, a streamed response's ``in_progress`` record
+(``responses/turn.py``) is what a delete on another replica finds and removes; the final write then
+finds it gone and writes nothing.
 """
 
 from __future__ import annotations

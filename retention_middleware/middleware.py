@@ -20,7 +20,7 @@ from ._types import ASGIApp, Message, Receive, Scope, Send
 from .completions import CompletionsHandler
 from .conversations import ConversationsHandler
 from .crypto import encryption_for, startup_line
-from .errors import OpenAIError, send_error
+from .errors import OpenAIError, UpstreamFailedMidResponse, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
 from .limits.head_method import without_body
@@ -113,7 +113,7 @@ class RetentionMiddleware:
         self._head_limits = HeadLimits(settings.max_header_bytes, settings.max_headers)
         inflight = InFlightRegistry()
         self.content_log = ContentLog(settings, self.store, clock)
-        completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight)
+        completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight, settings.max_json_depth)
         stored = StoredResponseHandler(self.store, inflight)
         self._handlers: dict[Route, Handler] = {
             Route.CHAT: completions,
@@ -175,6 +175,11 @@ class RetentionMiddleware:
             failed = True
             record.error = record.error or "cancelled"
             raise
+        except UpstreamFailedMidResponse as error:
+            # Logged in one line by the forwarder. Returning with the response unfinished makes the
+            # server drop the connection, so the client never takes a cut-off body for a whole one.
+            failed = True
+            record.error = error.code
         except BaseException:
             failed = True
             record.error = record.error or "app_error"

@@ -194,6 +194,11 @@ class RetentionSettings:
     """Proxy only: how long an idle keep-alive connection is kept open."""
     max_connections: int = field(default=1000, metadata=_env("RETENTION_MAX_CONNECTIONS", int))
     """Proxy only: most client connections open at once; one more is answered 503 and closed."""
+    # Hostile input (issue 10): bounds on what one request can make the process hold or walk
+    max_json_depth: int = field(default=128, metadata=_env("RETENTION_MAX_JSON_DEPTH", int))
+    """Deepest nesting of arrays and objects accepted in an inspected JSON request body; deeper is a 400."""
+    max_input_items: int = field(default=10_000, metadata=_env("RETENTION_MAX_INPUT_ITEMS", int))
+    """Most input items one ``POST /v1/responses`` may carry; more is a 400 before the upstream is called."""
 
     def __post_init__(self) -> None:
         self._check_choice("policy", get_args(Policy))
@@ -254,6 +259,7 @@ class RetentionSettings:
                 "conversation_ttl (RETENTION_CONVERSATION_TTL): must be a positive duration such as 90s, 12h or 30d"
             )
         self._check_observability()
+        self._check_hostile_input_bounds()
 
     def _check_observability(self) -> None:
         if (
@@ -284,6 +290,14 @@ class RetentionSettings:
                 "by their API key) or RETENTION_TENANT_HEADER (a trusted gateway names them); or set "
                 "RETENTION_TENANCY=shared to let every caller read and delete every stored response"
             )
+
+    def _check_hostile_input_bounds(self) -> None:
+        for name, most in (("max_json_depth", 200), ("max_input_items", 10_000_000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                # 200 levels leave room for the levels the store and input_items pages wrap around
+                # a body, under the 254 that orjson serialises.
+                raise SettingsError(f"{name} ({self._env_name(name)}): must be a whole number from 1 to {most}")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         if getattr(self, name) not in choices:

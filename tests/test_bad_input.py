@@ -93,3 +93,27 @@ async def test_unknown_routes_have_no_body_limit() -> None:
     async with asgi_client(middleware) as client:
         response = await client.post("/v1/other", content=b'{"model": "a long enough body"}')
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("declared", [b"9" * 5000, b"\xef\xbc\x91\xef\xbc\x90"], ids=["5000-digits", "full-width"])
+async def test_an_absurd_content_length_is_a_4xx_never_a_500(declared: bytes) -> None:
+    upstream = JudgingUpstream()
+    middleware = RetentionMiddleware(upstream, RetentionSettings(max_body=1000))
+    sent: list[dict[str, object]] = []
+    messages = [{"type": "http.request", "body": b'{"model": "m"}', "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+        "headers": [(b"content-length", declared), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }  # fmt: skip
+    await middleware(scope, receive, send)
+    status = sent[0]["status"]
+    assert isinstance(status, int) and 200 <= status < 500

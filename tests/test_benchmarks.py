@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("machine", "in_process", "streams", "throughput", "memory", "proxy", "targets")
+SECTIONS = ("machine", "in_process", "streams", "throughput", "memory", "proxy", "sse_parse", "targets")
 
 
 def test_quick_run_writes_every_section(tmp_path: Path) -> None:
@@ -37,3 +37,5 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     # The printed report is the markdown table the README quotes.
     assert "| figure | target | measured | met |" in done.stdout
     assert "### 5. Proxy mode" in done.stdout
+    assert [case["megabytes"] for case in results["sse_parse"]["cases"]] == [0.25, 2.0]
+    assert "### 6. SSE parse time" in done.stdout

@@ -175,3 +175,63 @@ async def test_non_streamed_requests_are_not_rewritten() -> None:
             await client.post("/v1/chat/completions", content=raw)
     assert seen == [raw]
     assert json.loads(logs.access_lines()[0])["usage"]["total_tokens"] == 15
+
+
+class NestingUpstream:
+    """Holds any request nested deeper than a few levels until released; streams every other one,
+    logging a line mid-stream the way an inference server logs per request."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.deep_arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import logging
+
+        body = await read_request_body(receive)
+        if b"[[[[" in body:
+            self.deep_arrived.set()
+            await self.release.wait()
+            await send_pieces(send, 200, b"application/json", [b'{"choices": []}'])
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for piece in sse_pieces():
+            logging.getLogger("upstream.engine").info("streaming a chunk for a request")
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def sse_pieces() -> list[bytes]:
+    return [b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chat_chunks(True)] + [b"data: [DONE]\n\n"]
+
+
+async def test_a_deeply_nested_chat_request_is_a_400_and_harms_no_other_request() -> None:
+    import asyncio
+    import logging
+
+    upstream = NestingUpstream()
+    middleware = RetentionMiddleware(upstream, RetentionSettings())
+    # ~1000 levels: orjson parses it (its limit is 1024), Python's recursion limit is about the same.
+    deep = b'{"model": "m", "messages": [{"role": "user", "content": ' + b"[" * 1000 + b"]" * 1000 + b"}]}"
+    innocent = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with capture_all_logs() as logs:
+        async with asgi_client(middleware) as client:
+            hostile = asyncio.ensure_future(client.post("/v1/chat/completions", content=deep))
+            arrived = asyncio.ensure_future(upstream.deep_arrived.wait())
+            # Either the hostile request is answered at once or it is now in flight upstream.
+            await asyncio.wait([hostile, arrived], return_when=asyncio.FIRST_COMPLETED)
+            logging.getLogger("an.unrelated.module").warning("a log call while it is in flight")
+            answered = await client.post("/v1/chat/completions", json=innocent)
+            upstream.release.set()
+            refused = await hostile
+            arrived.cancel()
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "json_too_deep")
+    assert "RETENTION_MAX_JSON_DEPTH" in error["message"]
+    assert not upstream.deep_arrived.is_set()  # never forwarded
+    assert answered.status_code == 200 and answered.text.endswith("data: [DONE]\n\n")
+    assert "a log call while it is in flight" in logs.text()
+    assert "RecursionError" not in logs.text() and "Traceback" not in logs.text()

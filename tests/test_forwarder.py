@@ -463,3 +463,114 @@ async def test_lifespan_opens_and_closes_the_client_and_a_request_reopens_it(ups
     await proxy.aclose()
     seen = response.json()
     assert (seen["raw_path"], seen["query_string"]) == ("/v1/models", "x=1")
+
+
+# -- an upstream that dies mid-stream ----------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def dying_upstream(events: list[bytes]) -> AsyncIterator[str]:
+    """A raw HTTP/1.1 upstream that starts a chunked SSE answer, sends ``events`` and then closes its
+    socket without the final chunk: a server process killed mid-generation, with nothing logged by it."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+            0,
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for event in events:
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+def _response_events(response_id: str, *, cut_mid_event: bool = False) -> list[bytes]:
+    response = {"id": response_id, "object": "response", "status": "in_progress", "model": "m", "output": [],
+                "store": False, "previous_response_id": None}  # fmt: skip
+    created = {"type": "response.created", "sequence_number": 0, "response": response}
+    delta = {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
+             "content_index": 0, "delta": "partial answ"}  # fmt: skip
+    events = [
+        b"event: response.created\ndata: " + orjson.dumps(created) + b"\n\n",
+        b"event: response.output_text.delta\ndata: " + orjson.dumps(delta) + b"\n\n",
+    ]
+    return events + [b'event: response.output_text.delta\ndata: {"type": "response.out'] if cut_mid_event else events
+
+
+async def test_upstream_dying_mid_responses_stream_ends_it_with_an_error_event_and_stores_nothing() -> None:
+    from retention_middleware import RetentionMiddleware
+
+    from support.asgi_tools import capture_all_logs
+
+    with capture_all_logs() as logs:
+        async with dying_upstream(_response_events("resp_dies")) as upstream_url:
+            settings = RetentionSettings(upstream=upstream_url)
+            app = RetentionMiddleware(UpstreamProxy(settings), settings)
+            async with aserve(app) as proxy_url:
+                client = AsyncOpenAI(base_url=f"{proxy_url}/v1", api_key="k", max_retries=0, timeout=DEADLINE)
+                async with client:
+                    stream = await client.responses.create(model="m", input="hi", stream=True)
+                    events = [event async for event in stream]  # ends: the SDK does not wait forever
+                async with httpx.AsyncClient(base_url=proxy_url, timeout=DEADLINE) as http:
+                    stored = await http.get("/v1/responses/resp_dies", headers={"authorization": "Bearer k"})
+    assert [event.type for event in events] == ["response.created", "response.output_text.delta", "error"]
+    error = events[-1]
+    assert (error.code, error.sequence_number) == ("upstream_disconnected", 2)  # type: ignore[union-attr]
+    assert stored.status_code == 404
+    access = [orjson.loads(line) for line in logs.access_lines()]
+    assert access[0]["error"] == "upstream_disconnected" and access[0]["stored"] is False
+    text = logs.text()
+    assert "Traceback" not in text
+    (line,) = [line for line in text.splitlines() if "upstream_disconnected" in line and "access" not in line]
+    assert line.startswith("WARNING retention_middleware.proxy upstream http://127.0.0.1:")
+    assert line.endswith(": 200 upstream_disconnected while reading the response body")
+
+
+async def test_upstream_dying_mid_event_still_ends_the_stream_with_a_parseable_error_event() -> None:
+    # Chunks are never held back, so the client has part of an event: a blank line ends it (an SDK
+    # rejects that remnant) and the error event after it stands on its own; the stream completes.
+    from retention_middleware import RetentionMiddleware
+
+    async with dying_upstream(_response_events("resp_cut", cut_mid_event=True)) as upstream_url:
+        settings = RetentionSettings(upstream=upstream_url)
+        app = RetentionMiddleware(UpstreamProxy(settings), settings)
+        async with aserve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url, timeout=DEADLINE) as http:
+            answer = await http.post("/v1/responses", json={"model": "m", "input": "hi", "stream": True})
+    blocks = answer.content.split(b"\n\n")
+    assert blocks[-1] == b"" and blocks[-3].endswith(b'"type": "response.out')
+    name, data = blocks[-2].split(b"\n")
+    assert name == b"event: error"
+    assert orjson.loads(data.removeprefix(b"data: "))["code"] == "upstream_disconnected"
+
+
+async def test_upstream_dying_mid_chat_stream_cuts_the_client_off_with_one_log_line() -> None:
+    from retention_middleware import RetentionMiddleware
+
+    from support.asgi_tools import capture_all_logs
+
+    chunk = b'data: {"id": "c", "object": "chat.completion.chunk", "choices": []}\n\n'
+    with capture_all_logs() as logs:
+        async with dying_upstream([chunk]) as upstream_url:
+            settings = RetentionSettings(upstream=upstream_url)
+            app = RetentionMiddleware(UpstreamProxy(settings), settings)
+            async with aserve(app) as proxy_url, httpx.AsyncClient(base_url=proxy_url, timeout=DEADLINE) as http:
+                body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+                received = []
+                async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                    with pytest.raises(httpx.RemoteProtocolError):  # never a stream that looks complete
+                        async for piece in response.aiter_raw():
+                            received.append(piece)
+    assert b"".join(received) == chunk
+    access = [orjson.loads(line) for line in logs.access_lines()]
+    assert access[0]["error"] == "upstream_disconnected"
+    assert "Traceback" not in logs.text()
+    assert ": 200 upstream_disconnected while reading the response body" in logs.text()

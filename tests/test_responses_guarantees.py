@@ -35,7 +35,7 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
-        if name in ("put", "delete", "delete_tenant", "put_content", "delete_tenant_content"):
+        if name in ("put", "replace", "delete", "delete_tenant", "put_content", "delete_tenant_content"):
 
             async def counted(*args: Any, **kwargs: Any) -> Any:
                 self.writes.append(name)
@@ -90,6 +90,11 @@ INJECTIONS: list[Any] = [{"$ne": None}, {"$gt": ""}, ["resp_1"], 12, True, "resp
            "previous_response_id", "invalid_type" if not isinstance(value, str) else "invalid_value")
           for value in INJECTIONS],
         (orjson.dumps({"model": "m", "input": "x" * 70_000}), 413, None, "request_too_large"),
+        # Nested past RETENTION_MAX_JSON_DEPTH (128), and past the 254 levels orjson serialises.
+        (b'{"model": "m", "input": "x", "metadata": ' + b"[" * 128 + b"]" * 128 + b"}", 400, None, "json_too_deep"),
+        (b'{"model": "m", "input": "x", "tools": ' + b"[" * 300 + b"]" * 300 + b"}", 400, None, "json_too_deep"),
+        # More than RETENTION_MAX_INPUT_ITEMS (10,000) items, well under the body limit.
+        (orjson.dumps({"model": "m", "input": [{}] * 10_001}), 400, "input", "too_many_input_items"),
     ],
 )  # fmt: skip
 async def test_bad_create_requests_get_a_clear_4xx_and_change_nothing(
@@ -117,6 +122,10 @@ async def test_bad_create_requests_get_a_clear_4xx_and_change_nothing(
         ("GET", "/v1/responses/resp_1/input_items", {"limit": "0"}, "limit"),
         ("GET", "/v1/responses/resp_1/input_items", {"limit": "101"}, "limit"),
         ("GET", "/v1/responses/resp_1/input_items", {"limit": "ten"}, "limit"),
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": "1" * 5000}, "limit"),
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": "\uff11\uff10"}, "limit"),  # full-width 10
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": "\u00b2"}, "limit"),  # superscript two
+        ("GET", "/v1/responses/resp_1/input_items", {"limit": " 10"}, "limit"),
         ("GET", "/v1/responses/resp_1/input_items", {"order": "sideways"}, "order"),
         ("GET", "/v1/responses/resp_1/input_items", {"after": '{"$gt": ""}'}, "after"),
     ],
@@ -179,7 +188,9 @@ async def test_a_delete_racing_a_stream_is_honoured() -> None:
         assert any("response.completed" in line for line in rest)
         assert (await client.get("/v1/responses/resp_racing")).status_code == 404
         assert (await client.delete("/v1/responses/resp_racing")).status_code == 404
-    assert "put" not in store.writes
+    # Only the in_progress record was ever written, and the delete removed it: nothing came back.
+    assert store.writes.count("put") == 1 and "replace" not in store.writes
+    assert len(store.inner) == 0
 
 
 async def test_without_the_delete_the_same_stream_is_stored() -> None:
@@ -405,3 +416,38 @@ async def test_g2_nothing_reaches_the_store_unless_a_response_is_stored(
     assert store.writes == []
     assert await response_store.count_content("anonymous") == 0
     assert "CANARY-G2" not in logs.text()
+
+
+async def test_millions_of_input_items_are_refused_naming_the_limit_and_others_are_answered() -> None:
+    upstream = CountingUpstream()
+    store = CountingStore(MemoryStore())
+    middleware = RetentionMiddleware(upstream, RetentionSettings(), store=store)
+    # 5 M items in 15 MB, under the 16 MiB body limit: listing such a response froze the process.
+    hostile = b'{"model": "m", "input": [' + b",".join([b"{}"] * 5_000_000) + b"]}"
+    async with asgi_client(middleware) as client:
+        innocent = (await client.post("/v1/responses", json={"model": "m", "input": "hello"})).json()
+        refused, listed = await asyncio.gather(
+            client.post("/v1/responses", content=hostile, headers={"content-type": "application/json"}),
+            client.get(f"/v1/responses/{innocent['id']}/input_items", params={"limit": "1"}),
+        )
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["param"], error["code"]) == ("input", "too_many_input_items")
+    assert "10000" in error["message"] and "RETENTION_MAX_INPUT_ITEMS" in error["message"]
+    assert listed.status_code == 200 and len(listed.json()["data"]) == 1
+    assert upstream.calls == 1 and store.writes == ["put"]
+
+
+async def test_a_page_of_a_response_at_the_item_limit_builds_only_its_own_items() -> None:
+    middleware = RetentionMiddleware(CountingUpstream(), RetentionSettings(max_input_items=10_000))
+    items = [{"type": "message", "role": "user", "content": f"item {n}"} for n in range(10_000)]
+    async with asgi_client(middleware) as client:
+        created = (await client.post("/v1/responses", json={"model": "m", "input": items})).json()
+        url = f"/v1/responses/{created['id']}/input_items"
+        last_two = (await client.get(url, params={"limit": "2"})).json()
+        after = (await client.get(url, params={"limit": "1", "after": last_two["data"][0]["id"]})).json()
+        first = (await client.get(url, params={"limit": "1", "order": "asc"})).json()
+    assert [item["content"][0]["text"] for item in last_two["data"]] == ["item 9999", "item 9998"]
+    assert last_two["has_more"] is True
+    assert [item["content"][0]["text"] for item in after["data"]] == ["item 9998"]
+    assert [item["content"][0]["text"] for item in first["data"]] == ["item 0"] and first["has_more"] is True

@@ -120,3 +120,17 @@ def test_conversation_ttl_reads_a_duration_and_defaults_to_unset() -> None:
     for bad in ("soon", "0s"):
         with pytest.raises(SettingsError, match="RETENTION_CONVERSATION_TTL"):
             RetentionSettings.from_env({"RETENTION_CONVERSATION_TTL": bad})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("max_json_depth", 0), ("max_json_depth", 201), ("max_input_items", 0), ("max_input_items", True)],
+)
+def test_hostile_input_bounds_are_checked_naming_the_setting(name: str, value: object) -> None:
+    with pytest.raises(SettingsError, match=name):
+        RetentionSettings(**{name: value})
+
+
+def test_hostile_input_bounds_read_from_the_environment() -> None:
+    settings = RetentionSettings.from_env({"RETENTION_MAX_JSON_DEPTH": "64", "RETENTION_MAX_INPUT_ITEMS": "500"})
+    assert (settings.max_json_depth, settings.max_input_items) == (64, 500)

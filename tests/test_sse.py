@@ -94,3 +94,31 @@ def test_an_event_larger_than_the_limit_is_skipped_not_buffered(monkeypatch: pyt
     events += parser.feed(b"w\n\ndata: small\n\n")
     assert [e.data for e in events] == [b"small"]
     assert parser.skipped_events == 2
+
+
+def test_a_32_mib_event_in_small_chunks_is_parsed_in_linear_time() -> None:
+    # Quadratic parsing (re-copying the unfinished line on every chunk) would copy some 64 GiB here
+    # and run far past the per-test timeout; linear parsing copies the event a few times.
+    # No clock is read: finishing at all is the assertion, with the timeout as the generous margin.
+    payload = b"x" * (32 * 1024 * 1024)
+    stream = b"event: big\r\ndata: " + payload + b"\r\n\r\ndata: after\n\n"
+    parser = SSEParser()
+    events = []
+    for start in range(0, len(stream), 4096):
+        events += parser.feed(stream[start : start + 4096])
+    assert [(event.event, len(event.data)) for event in events] == [("big", len(payload)), (None, 5)]
+    assert sum(event.raw_length for event in events) == len(stream)
+    assert parser.pending_bytes == 0
+
+
+def test_mid_event_says_whether_the_bytes_so_far_end_inside_an_event() -> None:
+    parser = SSEParser()
+    assert parser.mid_event is False
+    parser.feed(b"event: a\n")
+    assert parser.mid_event is True  # a field line, no blank line yet
+    parser.feed(b"data: {}\n\n")
+    assert parser.mid_event is False
+    parser.feed(b'data: {"cut')
+    assert parser.mid_event is True  # mid-line
+    parser.feed(b'"}\r\n\r\n: keep-alive\n\n')
+    assert parser.mid_event is False

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
-import orjson
 import pytest
 
 from retention_middleware.settings import RetentionSettings
@@ -107,6 +108,20 @@ async def test_delete_removes_before_returning(store: ResponseStore, store_clock
     assert await store.get("tenant-a", "resp_1") is None
     assert (await store.get_chain("tenant-a", "resp_1")).response is None
     assert await store.delete("tenant-a", "resp_1") is False
+
+
+async def test_replace_updates_only_a_record_that_still_exists(store: ResponseStore, store_clock: FakeClock) -> None:
+    started = response_record("resp_1", store_clock, response={"id": "resp_1", "status": "in_progress"})
+    await store.put(started)
+    final = response_record("resp_1", store_clock, response={"id": "resp_1", "status": "completed", "output": [1]})
+    assert await store.replace(final) is True
+    assert await store.get("tenant-a", "resp_1") == final
+    assert await store.replace(response_record("resp_1", store_clock, tenant=OTHER)) is False  # not theirs
+    assert await store.delete("tenant-a", "resp_1") is True
+    assert await store.replace(final) is False  # deleted: the final write must not bring it back
+    assert await store.get("tenant-a", "resp_1") is None
+    assert await store.replace(response_record("resp_never", store_clock)) is False
+    assert await store.get("tenant-a", "resp_never") is None
 
 
 async def test_delete_of_a_missing_id_is_false(store: ResponseStore) -> None:
@@ -223,8 +238,7 @@ def test_make_store_picks_the_backend_from_settings() -> None:
 
 def _size(record_id: str, clock: FakeClock) -> int:
     """What one record from response_record() costs against the budget."""
-    record = response_record(record_id, clock)
-    return sum(len(orjson.dumps(part)) for part in (record.input_items, record.response, record.usage))
+    return MemoryStore.response_cost(response_record(record_id, clock))
 
 
 async def test_memory_budget_refuses_instead_of_evicting(store_clock: FakeClock) -> None:
@@ -308,3 +322,49 @@ def test_memory_store_keeps_sweeping_when_used_from_a_new_event_loop(store_clock
             await store.close()
 
     asyncio.run(in_a_new_loop())
+
+
+_FILL_UNTIL_FULL = """
+import asyncio, gc, sys
+from datetime import datetime, timedelta, timezone
+from retention_middleware.store import MemoryStore
+from retention_middleware.store.base import StoredResponse, StoreFull
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+async def fill(budget):
+    store = MemoryStore(budget)
+    now = datetime.now(timezone.utc)
+    gc.collect()
+    before, count = rss(), 0
+    try:
+        while True:
+            rid = f"resp_{count:032x}"
+            await store.put(StoredResponse(
+                id=rid, tenant="0123456789abcdef", created_at=now, expires_at=now + timedelta(days=1),
+                model="m", status="completed", previous_response_id=None, ancestors=(),
+                input_items=[{"type": "message", "role": "user", "content": "hi"}],
+                response={"id": rid, "object": "response", "output": [{"type": "output_text", "text": "hello"}]},
+                usage={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}))
+            count += 1
+    except StoreFull:
+        pass
+    gc.collect()
+    print(count, rss() - before)
+
+asyncio.run(fill(int(sys.argv[1])))
+"""
+
+
+def test_memory_budget_bounds_the_memory_the_process_really_holds() -> None:
+    # A fresh process, so the growth measured is this store's alone. Each record is a few hundred
+    # bytes of JSON: per-buffer allocator slack used to make 8 MiB of budget cost some 400 MiB.
+    budget = 8 * 1024 * 1024
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL_UNTIL_FULL, str(budget)], capture_output=True, text=True, timeout=50, check=True
+    )
+    count, growth = (int(field) for field in done.stdout.split())
+    assert count > 1000  # many small records, not a few large ones
+    assert growth <= 1.5 * budget, f"{count} records grew RSS by {growth / 2**20:.1f} MiB for an 8 MiB budget"

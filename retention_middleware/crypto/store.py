@@ -59,19 +59,25 @@ class EncryptingStore:
             self.vault.forget()
             await self.vault.backend.clear()  # a memory vault ends with its memory store
 
-    async def check(self) -> None:
-        await self.inner.check()
+    async def check(self, needed: int = 0) -> None:
+        # Sealed content is base64 in JSON: about a third larger than the clear bytes it holds.
+        await self.inner.check(needed + needed // 3 if needed else 0)
 
     # -- stored responses -------------------------------------------------------------------------
 
     async def put(self, record: StoredResponse) -> None:
+        await self.inner.put(await self._sealed(record))
+
+    async def _sealed(self, record: StoredResponse) -> StoredResponse:
         seal = self.sealer.seal
-        sealed = dataclasses.replace(
+        return dataclasses.replace(
             record,
             input_items=[await seal(record.tenant, record.id, INPUT_ITEMS, record.input_items)],
             response=await seal(record.tenant, record.id, RESPONSE, record.response),
         )
-        await self.inner.put(sealed)
+
+    async def replace(self, record: StoredResponse) -> bool:
+        return await self.inner.replace(await self._sealed(record))
 
     async def _opened(self, record: StoredResponse) -> StoredResponse | None:
         try:

@@ -36,7 +36,7 @@ import aiohttp
 from yarl import URL
 
 from .._types import Headers, Receive, Scope, Send
-from ..errors import OpenAIError
+from ..errors import OpenAIError, UpstreamFailedMidResponse
 from ..observability.upstream_errors import note_error
 from ..settings import RetentionSettings
 from .downstream import Body, Downstream
@@ -63,6 +63,8 @@ BAD_GATEWAY = OpenAIError(
     502, "The upstream server closed the connection without a response.", type="server_error",
     code="upstream_unavailable",
 )  # fmt: skip
+logger = logging.getLogger("retention_middleware.proxy")
+
 TIMEOUT = OpenAIError(504, "The upstream server did not answer in time.", type="server_error", code="upstream_timeout")
 POOL_EXHAUSTED = OpenAIError(
     504, "Every connection to the upstream server stayed busy for too long.", type="server_error",
@@ -243,19 +245,21 @@ class UpstreamProxy:
                     "headers": filter_headers(response.raw_headers, _HOP_BY_HOP),
                 }
             )
-            # Each chunk goes on as aiohttp reads it. An upstream failure from here on propagates:
-            # the status is already sent, so only a dropped connection can tell the client.
+            # Each chunk goes on as aiohttp reads it. The status is already sent, so an upstream
+            # failure from here on can only be told by the middleware (an error event, or a dropped
+            # connection); one line says what happened, and the traceback would say nothing more.
             try:
                 async for chunk, _ in response.content.iter_chunks():
                     if chunk:
                         await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                if not client.gone:
-                    code = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_interrupted"
-                    logger.warning("upstream %s: %s %s while reading the response body", self.upstream,
-                                   response.status, code)  # fmt: skip
-                    note_error(scope, code)
-                raise
+                if client.gone:
+                    raise  # our own close of a request nobody waits for: nothing to tell
+                code = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_disconnected"
+                logger.warning("upstream %s: %s %s while reading the response body", self.upstream,
+                               response.status, code)  # fmt: skip
+                note_error(scope, code)
+                raise UpstreamFailedMidResponse(code) from None
             complete = True
             client.finishing()
             await client.send({"type": "http.response.body", "body": b"", "more_body": False})

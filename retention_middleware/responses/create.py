@@ -18,24 +18,26 @@ import orjson
 from .._types import ASGIApp
 from ..backends.choice import ResponsesBackend
 from ..conversations.turn import ConversationTurn, conversation_id_of
-from ..errors import OpenAIError, invalid_request, send_error
+from ..errors import OpenAIError, UpstreamFailedMidResponse, invalid_request, send_error
 from ..exchange import Exchange
-from ..inflight import InFlightRegistry, InFlightWrite
+from ..inflight import InFlightRegistry
 from ..policy.content_log import ContentLog
 from ..settings import RetentionSettings
-from ..store.base import ResponseStore, StoredResponse, StoreError, StoreOutcomeUnknown
+from ..store.base import ResponseStore, StoredResponse, StoreError
 from ..store.conversations import ConversationStore
+from ..wire.json_object import nesting_within, too_deep
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
 from .items import input_as_items
-from .patch import StreamingPatcher, restoration_patterns, restore_in_object
+from .patch import StreamingPatcher, restoration_patterns
 from .rehydrate import rehydrate, store_unavailable
+from .turn import StoredTurn
 
 logger = logging.getLogger("retention_middleware")
 
 
-def _parse_request(body: bytes) -> dict[str, Any]:
+def _parse_request(body: bytes, max_depth: int) -> dict[str, Any]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -45,6 +47,8 @@ def _parse_request(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(request, dict):
         raise invalid_request("The request body must be a JSON object.", code="invalid_json")
+    if not nesting_within(body, request, max_depth):
+        raise too_deep(max_depth)
     return request
 
 
@@ -75,7 +79,7 @@ class CreateResponseHandler:
         record = exchange.record
         try:
             body = await read_body(exchange.receive, exchange.scope["headers"], self.settings.max_body)
-            request = _parse_request(body)
+            request = _parse_request(body, self.settings.max_json_depth)
             model = request.get("model")
             record.model = model if isinstance(model, str) else None
             record.stream = request.get("stream") is True
@@ -83,7 +87,7 @@ class CreateResponseHandler:
             if guard is not None:
                 guard.add_source(request)
             conversation = self._conversation(request, record.tenant)
-            upstream_request, store, previous_id, history = await self._prepare(request, exchange)
+            upstream_request, store, previous_id, history = await self._prepare(request, exchange, len(body))
             if conversation is not None:
                 upstream_request = await conversation.upstream_request(upstream_request)
             call = await self.backend.call_for(exchange.scope, upstream_request)  # may translate to chat
@@ -103,7 +107,19 @@ class CreateResponseHandler:
         tenant = record.tenant
         reason = self.content_log.reason(tenant, record.model, scope["headers"])
         entry = self.inflight.open(tenant) if store or reason or conversation else None
-        turn = _Turn(self, exchange, request, store, previous_id, history, entry, conversation)
+        turn = StoredTurn(
+            settings=self.settings,
+            store=self.store,
+            inflight=self.inflight,
+            clock=self.clock,
+            exchange=exchange,
+            request=request,
+            store_requested=store,
+            previous_id=previous_id,
+            history=history,
+            entry=entry,
+            conversation=conversation,
+        )
         patterns = restoration_patterns(store, previous_id)
         send = exchange.send if reason is None else self.content_log.disclosing(exchange.send, reason)
         capture = ResponseCapture(
@@ -112,18 +128,29 @@ class CreateResponseHandler:
             guard,
             StreamingPatcher(patterns) if patterns else None,
             turn.on_response_id,
+            turn.on_started,
             turn.on_final,
             store=store,
             previous_response_id=previous_id,
+            hold_json=store and self.settings.store_failure == "reject",
         )
         try:
-            await self.app(scope, replay(upstream_body, exchange.receive), call.send(capture.send))
+            try:
+                await self.app(scope, replay(upstream_body, exchange.receive), call.send(capture.send))
+            except UpstreamFailedMidResponse as error:
+                # No terminal event came, so nothing was stored; an SDK reading the stream gets a
+                # terminal error event instead of waiting on a stream that will never finish.
+                if not await capture.end_with_error(error.code):
+                    raise
+                record.error = error.code
+                return
             if reason is not None and entry is not None:
                 # A documented exception: this request's content is kept (never logged); see content_log.
                 await self.content_log.keep(
                     record, entry, reason=reason, endpoint=record.path, request=request, response=turn.final
                 )
         finally:
+            await turn.discard_in_progress()
             if entry is not None:
                 self.inflight.close(entry)
 
@@ -135,7 +162,7 @@ class CreateResponseHandler:
         return ConversationTurn(self.conversations, tenant, conversation_id, request)
 
     async def _prepare(
-        self, request: dict[str, Any], exchange: Exchange
+        self, request: dict[str, Any], exchange: Exchange, body_size: int
     ) -> tuple[dict[str, Any], bool, str | None, list[StoredResponse]]:
         """Check the request and build what the upstream gets; raises OpenAIError for bad input."""
         store = request.get("store", True)
@@ -159,11 +186,11 @@ class CreateResponseHandler:
         if zero:
             store = False
         previous_id = None if previous is None else checked_id(previous, "previous_response_id")
-        new_items = input_as_items(request.get("input", []))
+        new_items = input_as_items(request.get("input", []), self.settings.max_input_items)
         tenant = exchange.record.tenant
         if store and self.settings.store_failure == "reject":
             try:
-                await self.store.check()
+                await self.store.check(body_size)  # the input is about the size of the body
             except StoreError as error:
                 exchange.record.error = error.code
                 raise store_unavailable() from None
@@ -182,104 +209,3 @@ class CreateResponseHandler:
 def _turn_items(turn: StoredResponse) -> list[Any]:
     output = turn.response.get("output")
     return [*turn.input_items, *(output if isinstance(output, list) else [])]
-
-
-class _Turn:
-    """The per-request side of a capture: the in-flight entry and the write of the stored response."""
-
-    def __init__(
-        self,
-        handler: CreateResponseHandler,
-        exchange: Exchange,
-        request: dict[str, Any],
-        store: bool,
-        previous_id: str | None,
-        history: list[StoredResponse],
-        entry: InFlightWrite | None,
-        conversation: ConversationTurn | None = None,
-    ) -> None:
-        self.handler = handler
-        self.conversation = conversation
-        self.exchange = exchange
-        self.request = request
-        self.store = store
-        self.previous_id = previous_id
-        self.history = history
-        self.entry = entry
-        self.final: dict[str, Any] | None = None
-
-    def on_response_id(self, response_id: str) -> None:
-        if self.entry is not None and self.store:
-            self.handler.inflight.name(self.entry, response_id)
-
-    async def on_final(self, response: dict[str, Any]) -> None:
-        restore_in_object(response, self.store, self.previous_id)
-        self.final = response
-        response_id = response.get("id")
-        entry = self.entry
-        if not self.store or entry is None or not isinstance(response_id, str):
-            if self.conversation is not None and entry is not None:
-                await self._append_unstored(response, entry)
-            return
-        record = self.exchange.record
-        if not entry.begin_write():
-            record.error = "deleted_while_streaming"  # by a DELETE of this id or an erasure of its tenant
-            return
-        try:
-            now = self.handler.clock()
-            ancestors = (*self.history[-1].ancestors, self.history[-1].id) if self.history else ()
-            await self.handler.store.put(
-                StoredResponse(
-                    id=response_id,
-                    tenant=entry.tenant,
-                    created_at=now,
-                    expires_at=now + self.handler.settings.ttl,
-                    model=response.get("model") if isinstance(response.get("model"), str) else None,
-                    status=response.get("status") if isinstance(response.get("status"), str) else None,
-                    previous_response_id=self.previous_id,
-                    ancestors=tuple(ancestors),
-                    input_items=input_as_items(self.request.get("input", [])),
-                    response=response,
-                    usage=record.usage,
-                )
-            )
-            record.stored = True
-            if self.conversation is not None:
-                await self._append(response, response_id, entry.tenant)
-        except StoreError as error:
-            # The answer is served all the same (RETENTION_STORE_FAILURE=serve); the client can tell
-            # from a later GET, the operator from the access log.
-            record.error = error.code
-            if isinstance(error, StoreOutcomeUnknown):
-                record.stored = "unknown"  # the write may land after all: "false" would be a lie
-            logger.warning("response not stored: %s (request %s)", error.code, record.request_id)
-        finally:
-            entry.end_write()
-
-    async def _append(self, response: dict[str, Any], response_id: str | None, tenant: str) -> None:
-        """Add the turn to its conversation, all or nothing with the response's own storing."""
-        assert self.conversation is not None
-        record = self.exchange.record
-        try:
-            if not await self.conversation.append(response):
-                record.error = "conversation_deleted"  # deleted while the response was streaming
-        except StoreError:
-            if record.stored and response_id is not None:
-                # Neither or both: a stored turn missing from its conversation would be a surprise.
-                record.stored = False
-                await self.handler.store.delete(tenant, response_id)
-            raise
-
-    async def _append_unstored(self, response: dict[str, Any], entry: InFlightWrite) -> None:
-        """A turn of a conversation whose response itself is not stored (``store: false``)."""
-        record = self.exchange.record
-        if not entry.begin_write():
-            record.error = "deleted_while_streaming"  # an erasure of its tenant
-            return
-        try:
-            await self._append(response, None, entry.tenant)
-        except StoreError as error:
-            record.error = error.code
-            logger.warning("conversation not updated: %s (request %s)", error.code, record.request_id)
-        finally:
-            entry.end_write()

@@ -8,11 +8,19 @@ from typing import Any
 from ..errors import invalid_request
 
 
-def input_as_items(value: Any) -> list[Any]:
-    """The request's ``input`` as a list of items; a string is one user message. Raises 400."""
+def input_as_items(value: Any, max_items: int | None = None) -> list[Any]:
+    """The request's ``input`` as a list of items; a string is one user message. Raises 400, also
+    for more than ``max_items`` items (counted first, so a hostile list costs no walk)."""
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": value}]
     if isinstance(value, list):
+        if max_items is not None and len(value) > max_items:
+            raise invalid_request(
+                f"Invalid 'input': at most {max_items} input items are accepted per response "
+                f"(RETENTION_MAX_INPUT_ITEMS), got {len(value)}.",
+                param="input",
+                code="too_many_input_items",
+            )
         for position, item in enumerate(value):
             if not isinstance(item, dict):
                 raise invalid_request(
@@ -70,25 +78,44 @@ def listed_item(response_id: str, position: int, item: Any) -> dict[str, Any]:
     return {"id": f"{prefix}_{digest}", **listed}
 
 
+def _listed_id(response_id: str, position: int, item: Any) -> str:
+    """The id ``listed_item`` gives this item, without building the listed item."""
+    own = item.get("id") if isinstance(item, dict) else None
+    if isinstance(own, str) and own:
+        return own
+    return str(listed_item(response_id, position, item)["id"])
+
+
 def list_page(response_id: str, items: list[Any], *, after: str | None, limit: int, order: str) -> dict[str, Any]:
-    """One page of ``GET /v1/responses/{id}/input_items``."""
-    listed = [listed_item(response_id, position, item) for position, item in enumerate(items)]
-    if order == "desc":
-        listed.reverse()
+    """One page of ``GET /v1/responses/{id}/input_items``.
+
+    Only the page's own items are built: listing a response of thousands of items with ``limit=1``
+    costs one item, and an ``after`` cursor costs one id per item it skips (RETENTION_MAX_INPUT_ITEMS
+    bounds how many there can be).
+    """
+    count = len(items)
+    positions = range(count) if order == "asc" else range(count - 1, -1, -1)
     start = 0
     if after is not None:
-        positions = [position for position, item in enumerate(listed) if item["id"] == after]
-        if not positions:
+        found = next(
+            (
+                index
+                for index, position in enumerate(positions)
+                if _listed_id(response_id, position, items[position]) == after
+            ),
+            None,
+        )
+        if found is None:
             raise invalid_request(
                 f"No input item with id '{after}' in this response.", param="after", code="invalid_value"
             )
-        start = positions[0] + 1
-    page = listed[start : start + limit]
+        start = found + 1
+    page = [listed_item(response_id, position, items[position]) for position in positions[start : start + limit]]
     return {
         "object": "list",
         "data": page,
         # The spec types both as strings, required: an empty page has empty ones, not null.
         "first_id": page[0]["id"] if page else "",
         "last_id": page[-1]["id"] if page else "",
-        "has_more": start + limit < len(listed),
+        "has_more": start + limit < count,
     }

@@ -47,4 +47,12 @@ async def rehydrate(store: ResponseStore, tenant: str, previous_id: str) -> list
             raise _missing(previous_id, ancestor_id)
         turns.append(ancestor)
     turns.append(chain.response)
+    for turn in turns:
+        if turn.status == "in_progress":  # still streaming (here or on another replica): no output yet
+            raise invalid_request(
+                f"Previous response with id '{previous_id}' cannot be continued yet: the response "
+                f"'{turn.id}' in its conversation is still in progress.",
+                param="previous_response_id",
+                code="previous_response_in_progress",
+            )
     return turns

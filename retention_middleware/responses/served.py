@@ -16,6 +16,7 @@ from ..exchange import Exchange
 from ..inflight import InFlightRegistry
 from ..routes import Route
 from ..store.base import ResponseStore, StoreError
+from ..wire.numbers import bounded_whole
 from .ids import checked_id
 from .include import with_include
 from .items import list_page
@@ -32,11 +33,12 @@ def _page_parameters(query_string: bytes) -> tuple[str | None, int, str]:
         if name == "after":
             after = checked_id(value, "after")
         elif name == "limit":
-            if not value.isdigit() or not 1 <= int(value) <= 100:
+            number = bounded_whole(value, 3)
+            if number is None or not 1 <= number <= 100:
                 raise invalid_request(
                     "Invalid 'limit': expected an integer from 1 to 100.", param="limit", code="invalid_value"
                 )
-            limit = int(value)
+            limit = number
         elif name == "order":
             if value not in ("asc", "desc"):
                 raise invalid_request("Invalid 'order': expected 'asc' or 'desc'.", param="order", code="invalid_value")

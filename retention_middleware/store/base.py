@@ -105,11 +105,16 @@ class ResponseStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def check(self) -> None:
-        """Raise StoreError unless a write could succeed now (reachable, budget left)."""
+    async def check(self, needed: int = 0) -> None:
+        """Raise StoreError unless a write of about ``needed`` bytes could succeed now (reachable,
+        budget left); MongoDB proves it with a round trip bounded by ``mongo_timeout``."""
 
     async def put(self, record: StoredResponse) -> None:
         """Insert a new record. Raises StoreError (StoreFull for the memory budget)."""
+
+    async def replace(self, record: StoredResponse) -> bool:
+        """Overwrite the record with this id and tenant only if it still exists unexpired (the final
+        write over an ``in_progress`` one); False when it is gone, deleted on any replica."""
 
     async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
         """The unexpired record of this tenant with this id, or None."""

@@ -1,9 +1,11 @@
 """MemoryStore: the embedded default, records in process memory with the same semantics as MongoDB.
 
-Content is kept as orjson bytes, not as the caller's objects: that is what the byte budget measures,
-every read hands out a fresh copy (as a database would), and a caller mutating its dict after
-``put`` cannot change what was stored. Datetimes are floored to milliseconds as BSON does, so a
-record reads back the same from either store.
+Content is kept as orjson bytes, not as the caller's objects: every read hands out a fresh copy (as
+a database would), and a caller mutating its dict after ``put`` cannot change what was stored. The
+byte budget bounds what the process really holds (see ``record_cost``): a record's JSON fields are
+copied into one exactly-sized bytes object, because each buffer orjson returns keeps about 4 KiB of
+allocator slack, and the Python objects that hold a record's metadata are counted too. Datetimes
+are floored to milliseconds as BSON does, so a record reads back the same from either store.
 
 Everything here is synchronous between awaits, so asyncio's single thread is the only lock needed:
 ``get_chain`` sees one consistent state because it never yields while reading.
@@ -47,14 +49,31 @@ def _dump(value: Any, what: str) -> bytes:
 
 R = TypeVar("R", StoredResponse, ContentRecord)
 
+RECORD_OVERHEAD = 512
+"""Bytes a record costs besides its content and strings: the metadata dataclass and its ``__dict__``,
+two datetimes, the holder, the table's dict slot (measured with tracemalloc and RSS, rounded up)."""
 
-@dataclass(frozen=True)
+
+def record_cost(blob: bytes, *strings: str | None) -> int:
+    """What keeping one record costs the process, as the budget counts it."""
+    return RECORD_OVERHEAD + len(blob) + sum(56 + len(text) for text in strings if text is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class _Kept(Generic[R]):
-    """One stored record: its metadata, with the content fields held as JSON bytes."""
+    """One stored record: its metadata, with the content fields held as JSON in one bytes object."""
 
     record: R
-    blobs: tuple[bytes, ...]
+    blob: bytes
+    ends: tuple[int, ...]
+    """Where each content field's JSON ends in ``blob``."""
     size: int
+
+    @property
+    def blobs(self) -> tuple[memoryview, ...]:
+        view = memoryview(self.blob)
+        starts = (0, *self.ends[:-1])
+        return tuple(view[start:end] for start, end in zip(starts, self.ends, strict=True))
 
     @property
     def tenant(self) -> str:
@@ -113,12 +132,13 @@ class MemoryStore:
         self._content.clear()
         self._used = 0
 
-    async def check(self) -> None:
-        """Raise StoreFull if not one more byte fits, even after purging expired records."""
+    async def check(self, needed: int = 0) -> None:
+        """Raise StoreFull unless a record of ``needed`` content bytes fits, after purging expired ones."""
         self._ensure_started()
-        if self._used >= self.budget:
+        wanted = needed + RECORD_OVERHEAD if needed > 0 else 1
+        if self._used + wanted > self.budget:
             self._purge_expired(self._now())
-        if self._used >= self.budget:
+        if self._used + wanted > self.budget:
             raise StoreFull(f"memory store budget of {self.budget} bytes is spent")
 
     def _ensure_started(self) -> None:
@@ -147,10 +167,16 @@ class MemoryStore:
             purged += len(expired)
         return purged
 
-    def _keep(self, table: dict[str, _Kept[R]], key: str, record: R, blobs: tuple[bytes, ...]) -> None:
+    def _keep(
+        self, table: dict[str, _Kept[R]], key: str, record: R, blobs: tuple[bytes, ...], strings: tuple[str | None, ...]
+    ) -> None:
         if key in table:
             raise StoreError(f"a record with id {key!r} is already stored")
-        size = sum(len(blob) for blob in blobs)
+        ends: list[int] = []
+        for blob in blobs:
+            ends.append((ends[-1] if ends else 0) + len(blob))
+        joined = b"".join(blobs)  # a new, exactly-sized object; orjson's slack-laden buffers go
+        size = record_cost(joined, *strings)
         if self._used + size > self.budget:
             self._purge_expired(self._now())
         if self._used + size > self.budget:
@@ -158,7 +184,7 @@ class MemoryStore:
                 f"memory store budget of {self.budget} bytes is spent ({self._used} in use, {size} more "
                 "asked); live records are never evicted: raise RETENTION_MEMORY_BUDGET or use MongoDB"
             )
-        table[key] = _Kept(record, blobs, size)
+        table[key] = _Kept(record, joined, tuple(ends), size)
         self._used += size
 
     def _drop(self, table: dict[str, _Kept[R]], key: str) -> _Kept[R]:
@@ -199,14 +225,30 @@ class MemoryStore:
 
     # -- stored responses -------------------------------------------------------------------------
 
-    async def put(self, record: StoredResponse) -> None:
-        self._ensure_started()
+    @staticmethod
+    def _response_parts(record: StoredResponse) -> tuple[tuple[bytes, ...], tuple[str | None, ...]]:
         blobs = (
             _dump(record.input_items, "input_items"),
             _dump(record.response, "response"),
             _dump(record.usage, "usage"),
         )
-        meta = dataclasses.replace(
+        ids = (record.id, record.previous_response_id, *record.ancestors)
+        return blobs, (record.tenant, record.model, record.status, *ids)
+
+    @classmethod
+    def response_cost(cls, record: StoredResponse) -> int:
+        """What keeping ``record`` costs against the budget (for operators sizing it, and tests)."""
+        blobs, strings = cls._response_parts(record)
+        return record_cost(b"".join(blobs), *strings)
+
+    async def put(self, record: StoredResponse) -> None:
+        self._ensure_started()
+        blobs, strings = self._response_parts(record)
+        self._keep(self._responses, record.id, self._meta(record), blobs, strings)
+
+    @staticmethod
+    def _meta(record: StoredResponse) -> StoredResponse:
+        return dataclasses.replace(
             record,
             created_at=utc_millis(record.created_at, "created_at"),
             expires_at=utc_millis(record.expires_at, "expires_at"),
@@ -215,7 +257,21 @@ class MemoryStore:
             response={},
             usage=None,
         )
-        self._keep(self._responses, record.id, meta, blobs)
+
+    async def replace(self, record: StoredResponse) -> bool:
+        self._ensure_started()
+        kept = self._responses.get(record.id)
+        if kept is None or not kept.live(record.tenant, self._now()):
+            return False
+        blobs, strings = self._response_parts(record)
+        size = record_cost(b"".join(blobs), *strings)
+        if self._used - kept.size + size > self.budget:
+            self._purge_expired(self._now())
+            if self._used - kept.size + size > self.budget:
+                raise StoreFull(f"memory store budget of {self.budget} bytes is spent (replacing {record.id!r})")
+        self._drop(self._responses, record.id)
+        self._keep(self._responses, record.id, self._meta(record), blobs, strings)
+        return True
 
     async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
         self._ensure_started()
@@ -293,7 +349,8 @@ class MemoryStore:
             request=None,
             response=None,
         )
-        self._keep(self._content, record.id, meta, blobs)
+        strings = (record.id, record.tenant, record.model, record.endpoint, record.reason)
+        self._keep(self._content, record.id, meta, blobs, strings)
 
     async def delete_tenant_content(self, tenant: str) -> int:
         self._ensure_started()

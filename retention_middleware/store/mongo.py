@@ -153,15 +153,13 @@ class MongoStore:
         database = handles.client.get_database(self._settings.mongo_db)
         return database.get_collection(name, write_concern=handles.responses.write_concern)
 
-    async def check(self) -> None:
-        """Raise StoreError unless MongoDB looks writable now.
+    async def check(self, needed: int = 0) -> None:
+        """Raise StoreError unless MongoDB answers now: one ``ping``, bounded by ``mongo_timeout``.
 
-        Free while the driver's monitor sees a writable server; otherwise one ``ping`` (which waits at
-        most ``mongo_timeout`` for a primary) decides.
+        The driver's monitor is not enough: a server that accepts connections but has stopped
+        answering still looks writable to it until its next heartbeat fails (seconds later).
         """
         handles = await self._ready()
-        if handles.client.topology_description.has_writable_server():
-            return
         with translated("reach a writable server"):
             await handles.client.admin.command("ping")
 
@@ -183,6 +181,15 @@ class MongoStore:
                 await handles.responses.insert_one(document)
             except DuplicateKeyError:
                 raise StoreError(f"a response with id {record.id!r} is already stored") from None
+
+    async def replace(self, record: StoredResponse) -> bool:
+        document = response_document(record)
+        live = self._live(record.tenant, record.id)
+        handles = await self._ready()
+        with translated("store a response"):
+            # Never an upsert: a record deleted meanwhile, on whichever replica, stays deleted.
+            result = await handles.responses.replace_one({"_id": record.id, **live}, document)
+        return result.matched_count == 1
 
     async def get(self, tenant: str, response_id: str) -> StoredResponse | None:
         query = {"_id": response_id, **self._live(tenant, response_id)}

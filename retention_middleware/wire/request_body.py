@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .._types import Headers, Message, Receive, Scope
 from ..errors import OpenAIError
+from .numbers import bounded_whole
 
 
 class ClientGone(Exception):
@@ -32,7 +33,8 @@ def header_value(headers: Headers, name: bytes) -> bytes | None:
 async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
     """The whole body, or OpenAIError 413 as soon as it is known to exceed ``limit``."""
     declared = header_value(headers, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # 19 digits: any length a real body can have; a longer Content-Length is over every limit.
+    if declared is not None and (len(declared) > 19 or (bounded_whole(declared, 19) or 0) > limit):
         raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0

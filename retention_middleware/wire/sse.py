@@ -31,7 +31,8 @@ class SSEParser:
     """Feed body chunks with ``feed``; it returns the events each chunk completes."""
 
     __slots__ = (
-        "_line",
+        "_pieces",
+        "_pending",
         "_in_dropped_line",
         "_skipping",
         "_data",
@@ -39,11 +40,15 @@ class SSEParser:
         "_event",
         "_raw",
         "_after_cr",
+        "_open",
         "skipped_events",
     )
 
     def __init__(self) -> None:
-        self._line = b""  # the unfinished last line of the previous chunk
+        # The unfinished last line, as the pieces it arrived in: joined once, when its line end comes,
+        # so a line spread over many chunks costs its length, not its length times the chunk count.
+        self._pieces: list[bytes] = []
+        self._pending = 0  # bytes in _pieces
         self._in_dropped_line = False  # the next bytes continue a line too long to keep
         self._skipping = False  # inside an oversized event: discard until its blank line
         self._data: list[bytes] = []
@@ -51,6 +56,7 @@ class SSEParser:
         self._event: str | None = None
         self._raw = 0  # bytes of complete lines since the last dispatched event
         self._after_cr = False  # the previous chunk ended in \r, so a leading \n ends that same line
+        self._open = 0  # bytes of complete lines since the last blank line
         self.skipped_events = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -64,39 +70,59 @@ class SSEParser:
                 self._after_cr = False
                 return events
         self._after_cr = chunk[-1:] == b"\r"
-        if self._line:
-            chunk = self._line + chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            # No line end: the whole chunk continues the unfinished line (two C-speed scans).
+            if self._in_dropped_line:
+                self._raw += len(chunk)
+            else:
+                self._pieces.append(chunk)
+                self._pending += len(chunk)
+                self._drop_line_if_too_long()
+            return events
         # bytes.splitlines splits on exactly \r\n, \n and \r, the three line ends SSE allows.
         lines = chunk.splitlines(keepends=True)
         if self._in_dropped_line:
-            continuation = lines[0]
-            self._raw += len(continuation)
-            if continuation[-1:] not in (b"\n", b"\r"):
-                return events
+            self._raw += len(lines[0])
             self._in_dropped_line = False
             del lines[0]
             if not lines:
                 return events
+        elif self._pieces:
+            self._pieces.append(lines[0])
+            lines[0] = b"".join(self._pieces)
+            self._pieces = []
+            self._pending = 0
         tail = lines[-1]
-        if tail[-1:] in (b"\n", b"\r"):
-            self._line = b""
-        else:
-            self._line = lines.pop()
+        if tail[-1:] not in (b"\n", b"\r"):
+            lines.pop()
+            self._pieces = [tail]
+            self._pending = len(tail)
         for line in lines:
             self._raw += len(line)
+            self._open = 0 if line in (b"\n", b"\r", b"\r\n") else self._open + len(line)
             self._take(line, events)
-        if len(self._line) + self._size > MAX_EVENT_BYTES:
+        self._drop_line_if_too_long()
+        return events
+
+    def _drop_line_if_too_long(self) -> None:
+        if self._pending + self._size > MAX_EVENT_BYTES:
             self._start_skipping()
             # Keep counting the unfinished line as raw bytes, but stop holding it.
-            self._raw += len(self._line)
-            self._line = b""
+            self._raw += self._pending
+            self._pieces = []
+            self._pending = 0
             self._in_dropped_line = True
-        return events
 
     @property
     def pending_bytes(self) -> int:
         """Bytes fed but not yet attributed to a dispatched event."""
-        return self._raw + len(self._line)
+        return self._raw + self._pending
+
+    @property
+    def mid_event(self) -> bool:
+        """Whether the bytes fed so far end inside an event (after its first line, or mid-line):
+        a tee that forwards chunks as they come has then sent its client part of an event."""
+        return bool(self._open or self._pending or self._skipping or self._in_dropped_line)
 
     def _take(self, line: bytes, events: list[SSEEvent]) -> None:
         content = line.rstrip(b"\r\n")
