@@ -22,24 +22,23 @@ def test_a_misspelt_variable_is_named_with_the_nearest_valid_name() -> None:
     assert unknown_variable_warnings({"RETENTION_WORKERS": "2", "RETENTION_LOG_FORMAT": "json"}) == []
 
 
-def test_memory_store_and_shared_tenancy_warn_and_mongodb_with_a_secret_does_not() -> None:
+def test_the_memory_store_warns_and_mongodb_with_a_secret_does_not() -> None:
     memory = startup_warnings(RetentionSettings(), {})
-    assert len(memory) == 2
+    assert len(memory) == 1  # callers are isolated by default: nothing to say about tenancy
     assert memory[0].startswith("store is memory: stored responses live in this process only")
-    assert memory[1].startswith("tenancy is shared: every caller is 'anonymous'")
     quiet = RetentionSettings(store="mongodb://db:27017", tenant_secret="x" * 32)
     assert startup_warnings(quiet, {}) == []
 
 
 def test_the_proxy_prints_one_line_each_at_start_up(run_proxy: Callable[..., ProxyProcess]) -> None:
-    proxy = run_proxy("--demo", env={"RETENTION_TTLL": "3d"})
+    proxy = run_proxy("--demo", "--tenancy", "shared", env={"RETENTION_TTLL": "3d"})
     proxy.wait_started()
     proxy.stop()
     warnings = [line for line in proxy.stderr.seen if line.startswith("WARNING ")]
     assert [line.split(": ", 1)[1].split(":")[0].split(" is not")[0] for line in warnings] == [
+        "RETENTION_TENANCY=shared",  # said as the middleware is built
         "encryption at rest is off",
         "store is memory",
-        "tenancy is shared",
         "RETENTION_TTLL",
     ]
     assert "did you mean RETENTION_TTL?" in warnings[3]

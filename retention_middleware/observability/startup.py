@@ -1,7 +1,6 @@
 """Start-up warnings a newcomer needs, one line each.
 
-The memory store is volatile and per process; tenancy shared by every caller is a choice worth
-seeing; and a ``RETENTION_*`` variable nobody reads (``RETENTION_TTLL``) is a setting silently not
+The memory store is volatile and per process (shared tenancy is said by the middleware itself); and a ``RETENTION_*`` variable nobody reads (``RETENTION_TTLL``) is a setting silently not
 applied, so it is named with the nearest valid name.
 """
 
@@ -44,9 +43,6 @@ def startup_warnings(settings: RetentionSettings, environ: Mapping[str, str], ex
             "store is memory: stored responses live in this process only and are lost when it stops; "
             "use RETENTION_STORE=mongodb://... to keep them across restarts and share them between processes"
         )
-    if settings.tenant_secret is None and settings.tenant_header is None:
-        lines.append(
-            "tenancy is shared: every caller is 'anonymous' and can read and delete every stored response; "
-            "set RETENTION_TENANT_SECRET or RETENTION_TENANT_HEADER to separate callers"
-        )
+    # Shared tenancy (RETENTION_TENANCY=shared) is warned about by the middleware itself, once, when
+    # it is built: isolation by bearer token is the default, so there is nothing to say otherwise.
     return lines + unknown_variable_warnings(environ, extra)
