@@ -7,6 +7,7 @@ shows the translation and that it stays stateless.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -150,6 +151,10 @@ async def test_logs_stay_content_free_and_metered(client: AsyncOpenAI) -> None:
     with capture_all_logs() as logs:
         created = await client.responses.create(model="m", input=f"secret {canary} words", stream=True)
         events = [event async for event in created]
+        for _ in range(500):  # the access line is written once the request is done, just after its last byte
+            if logs.access_lines():
+                break
+            await asyncio.sleep(0.01)
     text = logs.text()
     assert "Received request: messages" in text  # the upstream did log its prompt...
     assert canary not in text  # ...and the log guard redacted it

@@ -101,8 +101,9 @@ class MongoTestServer:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in connections.values():
+        for conn, thread in connections.items():
             thread.join(5)
+            conn.close()  # closed by its thread already, unless the join timed out: never left to the GC
 
     def close(self) -> None:
         self.stop()
@@ -143,7 +144,13 @@ class MongoTestServer:
                     return
                 thread = threading.Thread(target=self._serve, args=(conn,), name="mongo-test-conn", daemon=True)
                 self._connections[conn] = thread
-            thread.start()
+                try:
+                    # Started under the lock, so stop() never finds a thread it cannot join.
+                    thread.start()
+                except BaseException:
+                    self._connections.pop(conn, None)
+                    conn.close()
+                    raise
 
     def _serve(self, conn: socket.socket) -> None:
         try:
