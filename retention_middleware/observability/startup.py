@@ -1,7 +1,8 @@
 """Start-up warnings a newcomer needs, one line each.
 
-The memory store is volatile and per process (shared tenancy is said by the middleware itself); and a ``RETENTION_*`` variable nobody reads (``RETENTION_TTLL``) is a setting silently not
-applied, so it is named with the nearest valid name.
+The memory store is volatile and per process (shared tenancy is said by the middleware itself);
+and a ``RETENTION_*`` variable nobody reads (``RETENTION_TTLL``) is a setting silently not applied,
+so it is named with the nearest valid name.
 """
 
 from __future__ import annotations
