@@ -19,7 +19,7 @@ from typing import Any
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .completions import CompletionsHandler
 from .conversations import ConversationsHandler
-from .crypto import encryption_for, startup_line
+from .crypto import EncryptingStore, encryption_for, startup_line
 from .errors import OpenAIError, UpstreamFailedMidResponse, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
@@ -97,6 +97,8 @@ class RetentionMiddleware:
         if self._encryption is not None:
             self.store = self._encryption.wrap(self.store)
         self.conversations = make_conversation_store(raw_store, settings, clock=clock)
+        if self._encryption is not None and isinstance(self.store, EncryptingStore):
+            self.conversations = self._encryption.wrap_conversations(self.conversations, self.store)
         shared = settings.tenancy == "shared"
         # A random secret only where records die with the process: a database outlives it.
         self._tenants = TenantResolver(
