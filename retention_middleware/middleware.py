@@ -117,13 +117,16 @@ class RetentionMiddleware:
         self.content_log = ContentLog(settings, self.store, clock)
         completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight, settings.max_json_depth)
         stored = StoredResponseHandler(self.store, inflight)
+        create = CreateResponseHandler(
+            app, settings, self.store, inflight, self.content_log, clock, conversations=self.conversations
+        )
+        self.responses_backend = create.backend
+        """Which backend serves the Responses API; ``describe()`` says so (the banner, ``/readyz``)."""
         self._handlers: dict[Route, Handler] = {
             Route.CHAT: completions,
             Route.COMPLETIONS: completions,
             Route.EMBEDDINGS: completions,
-            Route.RESPONSES_CREATE: CreateResponseHandler(
-                app, settings, self.store, inflight, self.content_log, clock, conversations=self.conversations
-            ),
+            Route.RESPONSES_CREATE: create,
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
@@ -204,8 +207,9 @@ class RetentionMiddleware:
             self.metrics.finished(route.value, record)
 
     async def readiness(self, *, timeout: float = 2.0) -> Readiness:
-        """Whether the store can serve now (MongoDB reachable; memory store not full), for a host's probe."""
-        return await readiness(self.store, timeout=timeout)
+        """Whether the store can serve now (MongoDB reachable; memory store not full), for a host's probe;
+        the answer also names the Responses backend in use."""
+        return await readiness(self.store, timeout=timeout, responses_backend=self.responses_backend.describe())
 
     async def _passthrough(self, exchange: Exchange) -> None:
         await self.app(exchange.scope, exchange.receive, exchange.send)
