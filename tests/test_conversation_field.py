@@ -21,6 +21,7 @@ from retention_middleware.responses.insert import KeyInserter
 from retention_middleware.store.base import ResponseStore
 
 from support.asgi_tools import asgi_client, random_split, read_request_body, send_pieces
+from support.chat_upstream import ChatOnlyUpstream
 from support.mongo_fixtures import FakeClock
 from support.openai_schema import validate
 
@@ -132,3 +133,21 @@ def test_the_inserter_adds_the_conversation_wherever_the_body_is_cut() -> None:
         assert first == delta  # a delta's text is content: never touched
         assert second["response"] == {**response, "store": True, "previous_response_id": None,
                                       "conversation": {"id": "conv_9"}}  # fmt: skip
+
+
+async def test_the_chat_backend_names_the_conversation_too() -> None:
+    settings = RetentionSettings(tenant_secret=SECRET, responses_backend="chat")
+    app = RetentionMiddleware(ChatOnlyUpstream(), settings)
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://testserver")
+    async with AsyncOpenAI(base_url="http://testserver/v1", api_key="sk-a", max_retries=0, http_client=http) as client:
+        conversation = await client.conversations.create()
+        raw = await client.responses.with_raw_response.create(model="m", input="hello", conversation=conversation.id)
+        stream = await client.responses.create(model="m", input="more", conversation=conversation.id, stream=True)
+        completed = [event async for event in stream][-1]
+        items = (await client.conversations.items.list(conversation.id, order="asc")).data
+    body = json.loads(raw.text)
+    validate(body, "Response")
+    assert body["conversation"] == {"id": conversation.id}
+    assert completed.type == "response.completed"
+    assert completed.response.conversation.id == conversation.id  # type: ignore[union-attr]
+    assert len(items) == 4  # both turns, input and output, appended as with the native backend

@@ -29,9 +29,10 @@ from retention_middleware.store.base import ResponseStore
 from retention_middleware.store.conversations import ConversationStore
 from retention_middleware.tenancy import TenantResolver
 
-from support.asgi_tools import capture_all_logs
+from support.asgi_tools import asgi_client, capture_all_logs
 from support.crypto_tools import as_caller
 from support.mongo_fixtures import FakeClock, MongoClient, MongoStoreFactory
+from support.openapi import assert_matches_schema
 
 SECRET = "crypto-conversations-secret-0123456789"
 MODEL = "demo-echo"
@@ -271,3 +272,19 @@ async def test_a_clear_item_planted_in_the_database_is_never_handed_out(
             await client.conversations.items.retrieve("msg_planted", conversation_id=conversation.id)
     assert listed == ["sealed one"]
     assert [entry["error"] for entry in access(logs)] == ["decrypt_failed", "decrypt_failed"]
+
+
+async def test_caller_key_mode_without_a_bearer_token_keeps_no_conversation_and_says_why(
+    response_store: ResponseStore, make_app: App
+) -> None:
+    app = make_app(response_store, encryption="caller-key", encryption_key=None)
+    async with asgi_client(app) as client:
+        with capture_all_logs() as logs:
+            created = await client.post("/v1/conversations", json={"items": [user("no key to seal this")]})
+            body = {"model": MODEL, "input": "x", "conversation": "conv_abc"}
+            asked = await client.post("/v1/responses", json=body)
+    assert created.status_code == 401
+    assert_matches_schema(created.json(), "ErrorResponse")
+    assert created.json()["error"]["code"] == "caller_key_missing" and "bearer" in created.json()["error"]["message"]
+    assert asked.status_code == 404  # no conversation can exist for a caller without a key
+    assert [entry["error"] for entry in access(logs)] == ["caller_key_missing", "not_found"]
