@@ -19,7 +19,7 @@ from typing import Any
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .completions import CompletionsHandler
 from .conversations import ConversationsHandler
-from .crypto import encryption_for, startup_line
+from .crypto import EncryptingStore, encryption_for, startup_line
 from .errors import OpenAIError, UpstreamFailedMidResponse, send_error
 from .exchange import Exchange
 from .inflight import InFlightRegistry
@@ -97,6 +97,8 @@ class RetentionMiddleware:
         if self._encryption is not None:
             self.store = self._encryption.wrap(self.store)
         self.conversations = make_conversation_store(raw_store, settings, clock=clock)
+        if self._encryption is not None and isinstance(self.store, EncryptingStore):
+            self.conversations = self._encryption.wrap_conversations(self.conversations, self.store)
         shared = settings.tenancy == "shared"
         # A random secret only where records die with the process: a database outlives it.
         self._tenants = TenantResolver(
@@ -115,13 +117,16 @@ class RetentionMiddleware:
         self.content_log = ContentLog(settings, self.store, clock)
         completions = CompletionsHandler(app, settings.max_body, self.content_log, inflight, settings.max_json_depth)
         stored = StoredResponseHandler(self.store, inflight)
+        create = CreateResponseHandler(
+            app, settings, self.store, inflight, self.content_log, clock, conversations=self.conversations
+        )
+        self.responses_backend = create.backend
+        """Which backend serves the Responses API; ``describe()`` says so (the banner, ``/readyz``)."""
         self._handlers: dict[Route, Handler] = {
             Route.CHAT: completions,
             Route.COMPLETIONS: completions,
             Route.EMBEDDINGS: completions,
-            Route.RESPONSES_CREATE: CreateResponseHandler(
-                app, settings, self.store, inflight, self.content_log, clock, conversations=self.conversations
-            ),
+            Route.RESPONSES_CREATE: create,
             Route.RESPONSES_RETRIEVE: stored,
             Route.RESPONSES_DELETE: stored,
             Route.RESPONSES_INPUT_ITEMS: stored,
@@ -202,8 +207,9 @@ class RetentionMiddleware:
             self.metrics.finished(route.value, record)
 
     async def readiness(self, *, timeout: float = 2.0) -> Readiness:
-        """Whether the store can serve now (MongoDB reachable; memory store not full), for a host's probe."""
-        return await readiness(self.store, timeout=timeout)
+        """Whether the store can serve now (MongoDB reachable; memory store not full), for a host's probe;
+        the answer also names the Responses backend in use."""
+        return await readiness(self.store, timeout=timeout, responses_backend=self.responses_backend.describe())
 
     async def _passthrough(self, exchange: Exchange) -> None:
         await self.app(exchange.scope, exchange.receive, exchange.send)

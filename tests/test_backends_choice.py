@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
+from retention_middleware import RetentionMiddleware
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.backends.choice import PROBE_SCOPE, ResponsesBackend, probe
 from retention_middleware.backends.upstream_call import NATIVE, ChatCall
 from retention_middleware.demo import EchoModel
+from retention_middleware.observability.endpoints import ProbeEndpoints
 from retention_middleware.proxy import cli
 from retention_middleware.settings import RetentionSettings, SettingsError
 
@@ -109,3 +112,39 @@ def test_the_flag_wins_and_an_unreachable_upstream_leaves_auto_for_the_first_req
     options, line = _banner_backend(["--upstream", f"http://127.0.0.1:{unused_port()}"], {})
     assert options.settings.responses_backend == "auto"
     assert line.startswith("responses_backend: auto (")
+
+
+# -- /readyz says which backend is in use ---------------------------------------------------------
+
+
+async def test_readyz_names_the_backend_in_use_and_follows_what_auto_finds() -> None:
+    middleware = RetentionMiddleware(ChatOnlyUpstream(), RetentionSettings(responses_backend="auto"))
+    describe = middleware.responses_backend.describe
+    app = ProbeEndpoints(middleware, middleware.store, upstream=None, responses_backend=describe)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        before = (await client.get("/readyz")).json()
+        assert before == {
+            "status": "ready", "reason": None, "checks": {"store": "ok"},
+            "responses_backend": "auto (upstream not asked yet)",
+        }  # fmt: skip
+        created = await client.post("/v1/responses", json={"model": "m", "input": "hello there"})
+        assert created.status_code == 200
+        assert created.json()["output"][0]["content"][0]["text"] == "echo: hello there"  # translated to chat
+        assert (await client.get("/readyz")).json()["responses_backend"] == "auto: chat"
+    assert (await middleware.readiness()).to_dict()["responses_backend"] == "auto: chat"
+    fixed = RetentionMiddleware(EchoModel(), RetentionSettings(responses_backend="chat"))
+    assert (await fixed.readiness()).responses_backend == "chat"
+
+
+def test_the_proxys_readyz_names_the_backend_its_banner_names() -> None:
+    async def readyz(app: Any) -> Any:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return (await client.get("/readyz")).json()
+
+    with serve(ChatOnlyUpstream()) as url:
+        options, line = _banner_backend(["--upstream", url], {})  # a sync test: start-up runs its own loop
+        ready = asyncio.run(readyz(cli._app(options)))
+    assert line == "responses_backend: chat (auto: the upstream does not serve /v1/responses)"
+    assert ready == {
+        "status": "ready", "reason": None, "checks": {"store": "ok", "upstream": "ok"}, "responses_backend": "chat",
+    }  # fmt: skip

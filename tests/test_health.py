@@ -101,7 +101,9 @@ def test_the_proxy_answers_probes_itself(run_proxy: Callable[..., ProxyProcess])
     proxy = run_proxy("--demo", env={"RETENTION_READY_PATH": "/ready"})
     with httpx.Client(base_url=proxy.url, timeout=20) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/ready").json() == {"status": "ready", "reason": None, "checks": {"store": "ok"}}
+        assert client.get("/ready").json() == {
+            "status": "ready", "reason": None, "checks": {"store": "ok"}, "responses_backend": "responses",
+        }  # fmt: skip
         assert client.post("/v1/chat/completions", json={"model": "demo", "messages": []}).status_code == 200
     # only the chat request is a request of the product: one access line, no probe lines
     assert [record["path"] for record in proxy.access_records(1)] == ["/v1/chat/completions"]

@@ -82,6 +82,11 @@ class ConversationsHandler:
             await send_error(exchange.send, full)
         except StoreError as error:
             exchange.record.error = error.code
+            if error.code == "caller_key_missing":
+                # Caller-key encryption (RETENTION_ENCRYPTION=caller-key) seals with the caller's own key:
+                # without a bearer token nothing can be kept, and retrying will not change that.
+                await send_error(exchange.send, _NO_CALLER_KEY)
+                return
             await send_error(exchange.send, store_unavailable())
 
     async def _serve(self, exchange: Exchange) -> None:
@@ -185,6 +190,14 @@ class ConversationsHandler:
         if await self.store.get(tenant, conversation_id) is None:
             raise not_found("Conversation", conversation_id)
         raise not_found("Item", item_id)
+
+
+_NO_CALLER_KEY = OpenAIError(
+    401,
+    "Conversations here are encrypted with the caller's own API key: send it as a bearer token.",
+    type="invalid_request_error",
+    code="caller_key_missing",
+)
 
 
 def _not_allowed() -> OpenAIError:

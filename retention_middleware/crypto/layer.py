@@ -5,9 +5,11 @@ from __future__ import annotations
 from .._types import Headers
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore
+from ..store.conversations import ConversationStore
 from ..store.mongo import MongoStore
 from .caller_key import CallerKeys
 from .context import RequestKeys, bearer_token
+from .conversations import EncryptingConversationStore
 from .fields import CallerKeySealer, FieldSealer, VaultSealer
 from .keys import load_master_keys
 from .modes import Mode, effective_mode
@@ -41,6 +43,12 @@ class Encryption:
         vault = KeyVault(vault_backend(store), master_keys)
         sealer: FieldSealer = VaultSealer(vault)
         return EncryptingStore(store, sealer, vault)
+
+    @staticmethod
+    def wrap_conversations(conversations: ConversationStore, store: EncryptingStore) -> EncryptingConversationStore:
+        """``conversations`` sealed with ``store``'s sealer: one tenant (or caller) key for both, so
+        erasure destroying it reaches conversations too."""
+        return EncryptingConversationStore(conversations, store.sealer)
 
     def bind(self, headers: Headers) -> RequestKeys:
         """Keys for one request, bound to its context until ``unbind()``."""

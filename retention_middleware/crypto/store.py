@@ -8,9 +8,10 @@ Failure is closed: a record that does not open (another key, an erased key, tamp
 is treated as absent, so a GET answers 404 and a chain through it the 400 that names it. The request's
 access-log line gets ``decrypt_failed``; the warning logged names the record id, never its bytes.
 
-A new kind of record (conversations, their items) joins by adding its store methods here, each sealing
-its content fields with ``self.sealer`` under a field name of its own and treating a ``DecryptError``
-as absence through ``_refused``; the ResponseStore protocol makes mypy name any method left out.
+A new kind of record joins by adding its store methods here, each sealing its content fields with
+``self.sealer`` under a field name of its own and treating a ``DecryptError`` as absence through
+``_refused``; the ResponseStore protocol makes mypy name any method left out. Conversations have a
+protocol of their own, wrapped the same way by ``EncryptingConversationStore`` with this ``sealer``.
 """
 
 from __future__ import annotations

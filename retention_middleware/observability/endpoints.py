@@ -9,6 +9,7 @@ than GET or HEAD on them goes on to the upstream like any other request.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
@@ -40,11 +41,14 @@ class ProbeEndpoints:
         health_path: str = "/healthz",
         ready_path: str = "/readyz",
         timeout: float = 2.0,
+        responses_backend: Callable[[], str] | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.upstream = upstream
         self.timeout = timeout
+        # Asked at each probe: with ``auto`` the answer changes once the upstream has been asked.
+        self.responses_backend = responses_backend
         self._paths = {metrics_path: self._metrics, health_path: self._health, ready_path: self._ready}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,5 +72,6 @@ class ProbeEndpoints:
         return 200, b"application/json", b'{"status":"ok"}'
 
     async def _ready(self) -> tuple[int, bytes, bytes]:
-        result = await readiness(self.store, upstream=self.upstream, timeout=self.timeout)
+        backend = None if self.responses_backend is None else self.responses_backend()
+        result = await readiness(self.store, upstream=self.upstream, timeout=self.timeout, responses_backend=backend)
         return (200 if result.ready else 503), b"application/json", orjson.dumps(result.to_dict())

@@ -24,9 +24,15 @@ class Readiness:
     ready: bool
     reason: str | None
     checks: dict[str, str]
+    responses_backend: str | None = None
+    """Which backend serves the Responses API (``ResponsesBackend.describe()``), when known."""
 
     def to_dict(self) -> dict[str, object]:
-        return {"status": "ready" if self.ready else "not_ready", "reason": self.reason, "checks": self.checks}
+        answer: dict[str, object] = {"status": "ready" if self.ready else "not_ready", "reason": self.reason}
+        answer["checks"] = self.checks
+        if self.responses_backend is not None:
+            answer["responses_backend"] = self.responses_backend
+        return answer
 
 
 async def _check_store(store: ResponseStore, timeout: float) -> str:
@@ -56,11 +62,14 @@ async def _check_upstream(upstream: str, timeout: float) -> str:
     return "ok"
 
 
-async def readiness(store: ResponseStore, *, upstream: str | None = None, timeout: float = 2.0) -> Readiness:
-    """Check the store and (when given) the upstream URL concurrently; the store's failure is named first."""
+async def readiness(
+    store: ResponseStore, *, upstream: str | None = None, timeout: float = 2.0, responses_backend: str | None = None
+) -> Readiness:
+    """Check the store and (when given) the upstream URL concurrently; the store's failure is named first.
+    ``responses_backend`` is reported as it is: it says which backend is in use, and is no check."""
     checks = {"store": _check_store(store, timeout)}
     if upstream is not None:
         checks["upstream"] = _check_upstream(upstream, timeout)
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     reason = next((result for result in results.values() if result != "ok"), None)
-    return Readiness(reason is None, reason, results)
+    return Readiness(reason is None, reason, results, responses_backend)

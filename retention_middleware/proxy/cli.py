@@ -179,6 +179,7 @@ def _app(options: _Options) -> ASGIApp:
         metrics_path=s.metrics_path,
         health_path=s.health_path,
         ready_path=s.ready_path,
+        responses_backend=middleware.responses_backend.describe,
     )
 
 

@@ -52,6 +52,7 @@ class ResponseCapture:
         "on_final",
         "store",
         "previous_response_id",
+        "conversation",
         "inserter",
         "hold_json",
         "held_start",
@@ -77,6 +78,7 @@ class ResponseCapture:
         *,
         store: bool = True,
         previous_response_id: str | None = None,
+        conversation: str | None = None,
         hold_json: bool = False,
     ) -> None:
         self.exchange = exchange
@@ -88,6 +90,7 @@ class ResponseCapture:
         self.on_final = on_final
         self.store = store
         self.previous_response_id = previous_response_id
+        self.conversation = conversation  # the conversation the response is in, shown as ``{"id": ...}``
         self.inserter: KeyInserter | None = None
         # reject mode: a JSON answer is held whole, so a store failure can still be a 503.
         self.hold_json = hold_json
@@ -110,7 +113,10 @@ class ResponseCapture:
                 self.exchange.record.stream = True
             if self.kind is not BodyKind.OTHER:
                 self.inserter = KeyInserter(
-                    sse=self.kind is BodyKind.SSE, store=self.store, previous_response_id=self.previous_response_id
+                    sse=self.kind is BodyKind.SSE,
+                    store=self.store,
+                    previous_response_id=self.previous_response_id,
+                    conversation=self.conversation,
                 )
                 message = without_content_length(message)  # restoring a value may change the length
             if self.hold_json and self.kind is BodyKind.JSON:

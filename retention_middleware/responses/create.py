@@ -120,7 +120,8 @@ class CreateResponseHandler:
             entry=entry,
             conversation=conversation,
         )
-        patterns = restoration_patterns(store, previous_id)
+        conversation_id = None if conversation is None else conversation.conversation_id
+        patterns = restoration_patterns(store, previous_id, conversation_id)
         send = exchange.send if reason is None else self.content_log.disclosing(exchange.send, reason)
         capture = ResponseCapture(
             exchange,
@@ -132,6 +133,7 @@ class CreateResponseHandler:
             turn.on_final,
             store=store,
             previous_response_id=previous_id,
+            conversation=conversation_id,
             hold_json=store and self.settings.store_failure == "reject",
         )
         try:

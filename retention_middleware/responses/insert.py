@@ -1,4 +1,5 @@
-"""Inserting ``store`` and ``previous_response_id`` into a response object that lacks them, in flight.
+"""Inserting ``store``, ``previous_response_id`` (and ``conversation``, for a response in one) into a
+response object that lacks them, in flight.
 
 ``patch`` rewrites the values an upstream wrote; some upstreams (``transformers serve``) write
 neither key, and a client must still see what it asked for. An absent key is only known absent when
@@ -23,7 +24,7 @@ _SPECIAL = re.compile(rb'["\\{}\[\],:]')
 _IN_STRING = re.compile(rb'["\\]')
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN, _CLOSE = frozenset(b"{["), frozenset(b"}]")
-_KEYS = (b"store", b"previous_response_id")
+_KEYS = (b"store", b"previous_response_id", b"conversation")
 _TYPE_FIRST = b'{"type":"'
 # Events that carry a response object; any other type is skipped unread.
 _RESPONSE_EVENTS = frozenset(
@@ -38,23 +39,31 @@ _RESPONSE_EVENTS = frozenset(
 )
 
 
-def missing_members(present: set[bytes], store: bool, previous_response_id: str | None) -> bytes:
-    """The members to add (``,"store":true``…) for the keys not in ``present``; leading commas."""
+def missing_members(
+    present: set[bytes], store: bool, previous_response_id: str | None, conversation: str | None = None
+) -> bytes:
+    """The members to add (``,"store":true``…) for the keys not in ``present``; leading commas.
+    ``conversation`` is added only for a response in one (the upstream never heard of it)."""
     members = b""
     if b"store" not in present:
         members += b',"store":' + (b"true" if store else b"false")
     if b"previous_response_id" not in present:
         members += b',"previous_response_id":' + orjson.dumps(previous_response_id)
+    if conversation is not None and b"conversation" not in present:
+        members += b',"conversation":' + orjson.dumps({"id": conversation})
     return members
 
 
 class KeyInserter:
     """Feeds a response body through, inserting absent keys before each response object closes."""
 
-    def __init__(self, *, sse: bool, store: bool, previous_response_id: str | None) -> None:
+    def __init__(
+        self, *, sse: bool, store: bool, previous_response_id: str | None, conversation: str | None = None
+    ) -> None:
         self.sse = sse
         self.store = store
         self.previous_response_id = previous_response_id
+        self.conversation = conversation
         self.target = 2 if sse else 1  # the depth of the response object's members
         self._reset()
         self.in_string = False
@@ -186,7 +195,7 @@ class KeyInserter:
             if depth == 0:
                 return
             if self.in_response and depth == self.target and byte == ord("}"):
-                members = missing_members(self.present, self.store, self.previous_response_id)
+                members = missing_members(self.present, self.store, self.previous_response_id, self.conversation)
                 if members:
                     insertions.append((at, members[1:] if self.empty else members))
                 self.in_response = False
@@ -198,8 +207,12 @@ class KeyInserter:
             self.expect_key = depth > 0 and self.stack[-1] == ord("{")
 
 
-def restore_keys(response: dict[str, Any], store: bool, previous_response_id: str | None) -> None:
+def restore_keys(
+    response: dict[str, Any], store: bool, previous_response_id: str | None, conversation: str | None = None
+) -> None:
     """The same insertion on a parsed object (the stored copy): absent keys added at its end, as the
     client's bytes have them."""
     response.setdefault("store", store)
     response.setdefault("previous_response_id", previous_response_id)
+    if conversation is not None:
+        response.setdefault("conversation", {"id": conversation})

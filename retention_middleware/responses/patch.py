@@ -2,7 +2,8 @@
 
 The upstream is always asked for ``store: false`` and never sees ``previous_response_id``, so its
 response objects say so. The client must see what it sent, so the value after the key ``"store":``
-(``false``) and after ``"previous_response_id":`` (``null``) is rewritten as the bytes stream past.
+(``false``) and after ``"previous_response_id":`` (``null``) is rewritten as the bytes stream past;
+so is ``"conversation":`` (``null``) for a response in a conversation, which the upstream never saw.
 Working on bytes keeps every other byte as the upstream wrote it (formatting, key order, escapes) and
 keeps one message out per message in. Such a key can only be a key of a JSON object: inside a JSON
 string its quotes would be escaped.
@@ -24,7 +25,9 @@ Pattern = tuple[bytes, bytes, bytes]
 """(key with its colon, value to replace, replacement value)."""
 
 
-def restoration_patterns(store: bool, previous_response_id: str | None) -> list[Pattern]:
+def restoration_patterns(
+    store: bool, previous_response_id: str | None, conversation: str | None = None
+) -> list[Pattern]:
     patterns: list[Pattern] = []
     if store:
         patterns += [(b'"store":', b"false", b"true"), (b'"store": ', b"false", b"true")]
@@ -34,10 +37,15 @@ def restoration_patterns(store: bool, previous_response_id: str | None) -> list[
             (b'"previous_response_id":', b"null", quoted),
             (b'"previous_response_id": ', b"null", quoted),
         ]
+    if conversation is not None:  # an upstream writing the key says null: it was in no conversation
+        named = orjson.dumps({"id": conversation})
+        patterns += [(b'"conversation":', b"null", named), (b'"conversation": ', b"null", named)]
     return patterns
 
 
-def restore_in_object(response: dict[str, Any], store: bool, previous_response_id: str | None) -> None:
+def restore_in_object(
+    response: dict[str, Any], store: bool, previous_response_id: str | None, conversation: str | None = None
+) -> None:
     """The same restoration on a parsed response object (the copy that is stored), absent keys
     inserted as ``insert`` inserts them in the client's bytes."""
     if store and response.get("store") is False:
@@ -45,7 +53,9 @@ def restore_in_object(response: dict[str, Any], store: bool, previous_response_i
     if previous_response_id is not None and "previous_response_id" in response:
         if response["previous_response_id"] is None:
             response["previous_response_id"] = previous_response_id
-    restore_keys(response, store, previous_response_id)
+    if conversation is not None and "conversation" in response and response["conversation"] is None:
+        response["conversation"] = {"id": conversation}
+    restore_keys(response, store, previous_response_id, conversation)
 
 
 class StreamingPatcher:

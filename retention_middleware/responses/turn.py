@@ -65,6 +65,10 @@ class StoredTurn:
         self.created_at: datetime | None = None
         self.reject = settings.store_failure == "reject"
 
+    @property
+    def _conversation_id(self) -> str | None:
+        return None if self.conversation is None else self.conversation.conversation_id
+
     def on_response_id(self, response_id: str) -> None:
         if self.entry is not None and self.store_requested:
             self.inflight.name(self.entry, response_id)
@@ -72,7 +76,7 @@ class StoredTurn:
     async def on_started(self, response: dict[str, Any]) -> bool:
         """Write the ``in_progress`` record; False if the store refused it in reject mode."""
         snapshot = dict(response)  # the event's own object goes on to the client unchanged
-        restore_in_object(snapshot, self.store_requested, self.previous_id)
+        restore_in_object(snapshot, self.store_requested, self.previous_id, self._conversation_id)
         snapshot["status"] = IN_PROGRESS
         written = await self._write(snapshot, replace=False)
         if written:
@@ -81,7 +85,7 @@ class StoredTurn:
 
     async def on_final(self, response: dict[str, Any]) -> bool:
         """Write the final response; False if the store refused it in reject mode."""
-        restore_in_object(response, self.store_requested, self.previous_id)
+        restore_in_object(response, self.store_requested, self.previous_id, self._conversation_id)
         self.final = response
         if self.conversation is not None and not self.store_requested:
             return await self._join_conversation(response, None)  # the turn is kept, the response not
