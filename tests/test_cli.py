@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import orjson
@@ -33,6 +31,7 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.settings import RetentionSettings, SettingsError, parse_duration
 
 from support.asgi_tools import answer_lifespan, read_request_body
+from support.proxy_process import Lines
 from support.servers import serve, unused_port
 
 DEADLINE = 10.0
@@ -141,49 +140,6 @@ def chat(model: str, content: str = "hello there", **extra: Any) -> dict[str, An
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
 
 
-class _Lines:
-    """A pipe read line by line in a thread, so the pipe never fills and every read has a deadline."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.seen: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            self._queue.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-        self._queue.put(None)
-
-    def next(self, timeout: float = DEADLINE) -> str | None:
-        """The next line, or None at end of stream; fails after ``timeout``."""
-        try:
-            line = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail(f"no line within {timeout} s; so far: {self.seen}")
-        if line is not None:
-            self.seen.append(line)
-        return line
-
-    def until(self, predicate: Any, timeout: float = DEADLINE) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.next(max(0.0, deadline - time.monotonic()))
-            if line is None:
-                pytest.fail(f"stream ended before the expected line; seen: {self.seen}")
-            if predicate(line):
-                return line
-
-    def to_end(self) -> list[str]:
-        """Every line up to the end of the stream (the process has exited)."""
-        while self.next() is not None:
-            pass
-        return self.seen
-
-    def join(self) -> None:
-        self._thread.join(DEADLINE)
-
-
 class Proxy:
     """One ``retention-proxy`` process. ``url`` is known once the banner has been read."""
 
@@ -196,8 +152,8 @@ class Proxy:
             env=proxy_env(**(env or {})),
         )
         assert self.process.stdout is not None and self.process.stderr is not None
-        self.stdout = _Lines(self.process.stdout)
-        self.stderr = _Lines(self.process.stderr)
+        self.stdout = Lines(self.process.stdout)
+        self.stderr = Lines(self.process.stderr)
         first = self.stderr.next()
         match = BANNER.match(first or "")
         if match is None:

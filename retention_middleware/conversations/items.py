@@ -14,23 +14,12 @@ from urllib.parse import parse_qsl
 
 from ..errors import OpenAIError, invalid_request
 from ..responses.ids import checked_id
+from ..responses.include import INCLUDABLE  # the same list as for responses: the spec's
 from ..responses.items import normalised_item
 from ..store.conversations import Item
 
 MAX_ITEMS_PER_CALL = 20  # OpenAI's limit for create and items.create
 MAX_METADATA_PAIRS = 16
-INCLUDABLE = frozenset(
-    {
-        "file_search_call.results",
-        "web_search_call.results",
-        "web_search_call.action.sources",
-        "message.input_image.image_url",
-        "computer_call_output.output.image_url",
-        "code_interpreter_call.outputs",
-        "reasoning.encrypted_content",
-        "message.output_text.logprobs",
-    }
-)
 _PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
 

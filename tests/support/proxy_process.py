@@ -69,6 +69,12 @@ class Lines:
             if predicate(line):
                 return line
 
+    def to_end(self) -> list[str]:
+        """Every line up to the end of the stream (the process has exited)."""
+        while self.next() is not None:
+            pass
+        return self.seen
+
     def join(self) -> None:
         """Wait for the end of the stream; every line is in ``seen`` afterwards."""
         self._thread.join(DEADLINE)
