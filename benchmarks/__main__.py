@@ -66,9 +66,9 @@ class Counts:
     chat_stream_words: int = 300
     chat_stream_rounds: int = 15
     # --peers: the proxy beside nginx and LiteLLM under load (issue 16)
-    peer_seconds: float = 5.0
+    peer_seconds: float = 4.0
     peer_connections: int = 32
-    peer_latency_requests: int = 1000
+    peer_latency_requests: int = 300
     peer_stream_chunks: int = 100
 
 
@@ -118,6 +118,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--litellm-python",
         default=None,
         help="a Python with LiteLLM's proxy installed (else $BENCHMARK_LITELLM_PYTHON; skipped when neither)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="with --peers: a checkout (e.g. from git worktree) whose retention-proxy runs beside this one",
     )
     for spec in fields(Counts):
         parser.add_argument(f"--{spec.name.replace('_', '-')}", type=type(spec.default), default=None)
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         results = {
             "machine": machine.describe(),
             "counts": counts.__dict__,
-            "peers": peers.run(counts, args.litellm_python),
+            "peers": peers.run(counts, args.litellm_python, args.baseline),
         }
     else:
         results = run(counts, http=args.http, loop=args.loop)

@@ -52,10 +52,15 @@ def fast_upstream(chunks: int) -> Iterator[Target]:
 
 
 @contextmanager
-def retention_proxy(upstream: int, *, workers: int = 1, store: str = "memory", label: str = "") -> Iterator[Target]:
+def retention_proxy(
+    upstream: int, *, workers: int = 1, store: str = "memory", label: str = "", source: str | None = None
+) -> Iterator[Target]:
+    """``source``: another checkout whose ``retention_middleware`` the proxy imports instead (a baseline)."""
     argv = [*proxy_command(), "--upstream", f"http://127.0.0.1:{upstream}", "--host", "127.0.0.1", "--port", "0"]
     argv += ["--workers", str(workers), "--store", store]
     env = {"RETENTION_TENANT_SECRET": "benchmark-tenant-secret-0123456789"}
+    if source is not None:
+        env["PYTHONPATH"] = source
     with child(argv, re.compile(r"listening on http://127\.0\.0\.1:(\d+)"), env=env) as started:
         name = label or "retention-proxy"
         yield Target(name, started.pid, int(started.ready.group(1)), f"retention-middleware {__version__}")
@@ -135,8 +140,11 @@ def litellm(python: str, upstream: int) -> Iterator[Target]:
         port = free_port()
         argv = [python, "-m", "litellm.proxy.proxy_cli", "--config", str(config), "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--num_workers", "1"]
-        with child(argv, re.compile(r"Uvicorn running on|Application startup complete")) as started:
-            _wait_listening(port)
+        # The benchmark's bearer token is the master key, so requests pass LiteLLM's own auth check.
+        env = {"LITELLM_MASTER_KEY": "sk-benchmark", "LITELLM_LOG": "ERROR"}
+        ready = re.compile(r"Proxy initialized|Uvicorn running on|Application startup complete")
+        with child(argv, ready, env=env, timeout=180) as started:  # it imports for a minute on two busy cores
+            _wait_listening(port, attempts=2400)
             yield Target("LiteLLM proxy", started.pid, port, f"litellm {version}")
 
 

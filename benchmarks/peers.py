@@ -122,10 +122,17 @@ def _until_served(target: Target, attempts: int = 100) -> None:
 
 
 @contextmanager
-def _targets(chunks: int, litellm_python: str | None, skipped: dict[str, str]) -> Iterator[list[Target]]:
+def _targets(
+    chunks: int, litellm_python: str | None, baseline: str | None, skipped: dict[str, str]
+) -> Iterator[list[Target]]:
     with ExitStack() as stack:
         upstream = stack.enter_context(peer_targets.fast_upstream(chunks))
         targets = [upstream, stack.enter_context(peer_targets.retention_proxy(upstream.port))]
+        if baseline is not None:
+            label = f"retention-proxy (baseline: {baseline})"
+            targets.append(
+                stack.enter_context(peer_targets.retention_proxy(upstream.port, label=label, source=baseline))
+            )
         missing = peer_targets.nginx_missing()
         if missing is None:
             targets.append(stack.enter_context(peer_targets.nginx(upstream.port)))
@@ -140,11 +147,12 @@ def _targets(chunks: int, litellm_python: str | None, skipped: dict[str, str]) -
         yield targets
 
 
-def run(counts: Any, litellm_python: str | None) -> dict[str, Any]:
-    """``counts``: the ``peer_*`` fields of ``benchmarks.__main__.Counts``."""
+def run(counts: Any, litellm_python: str | None, baseline: str | None = None) -> dict[str, Any]:
+    """``counts``: the ``peer_*`` fields of ``benchmarks.__main__.Counts``; ``baseline``: a checkout
+    whose retention-proxy runs beside this one (before/after in one run)."""
     skipped: dict[str, str] = {}
     chunks, seconds, connections = counts.peer_stream_chunks, counts.peer_seconds, counts.peer_connections
-    with _targets(chunks, litellm_python, skipped) as targets:
+    with _targets(chunks, litellm_python, baseline, skipped) as targets:
         results: dict[str, Any] = {
             "targets": {target.name: target.version for target in targets},
             "skipped": skipped,

@@ -86,7 +86,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def child(argv: Sequence[str], ready: re.Pattern[str], env: dict[str, str] | None = None) -> Iterator[Child]:
+def child(
+    argv: Sequence[str], ready: re.Pattern[str], env: dict[str, str] | None = None, timeout: float = START_TIMEOUT
+) -> Iterator[Child]:
     """Start ``argv`` and wait until a line of its stdout or stderr matches ``ready``.
 
     Output goes to a temporary file rather than a pipe: a child that logs a line per request (the
@@ -105,7 +107,7 @@ def child(argv: Sequence[str], ready: re.Pattern[str], env: dict[str, str] | Non
             text=True,
         )
         try:
-            deadline = time.monotonic() + START_TIMEOUT
+            deadline = time.monotonic() + timeout
             while True:
                 output.seek(0)
                 match = ready.search(output.read())
