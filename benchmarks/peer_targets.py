@@ -35,6 +35,8 @@ class Target:
     pid: int
     port: int
     version: str
+    slow: bool = False
+    """Measured for latency in its own rotation (``peers._latency``)."""
 
 
 def free_port() -> int:
@@ -79,7 +81,8 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    upstream model {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    keepalive_requests 1000000;  # the default (1000) would close a measuring connection mid-run
+    upstream model {{ server 127.0.0.1:{upstream}; keepalive 256; keepalive_requests 1000000; }}
     server {{
         listen 127.0.0.1:{port} backlog=2048;
         location / {{
@@ -145,7 +148,7 @@ def litellm(python: str, upstream: int) -> Iterator[Target]:
         ready = re.compile(r"Proxy initialized|Uvicorn running on|Application startup complete")
         with child(argv, ready, env=env, timeout=180) as started:  # it imports for a minute on two busy cores
             _wait_listening(port, attempts=2400)
-            yield Target("LiteLLM proxy", started.pid, port, f"litellm {version}")
+            yield Target("LiteLLM proxy", started.pid, port, f"litellm {version}", slow=True)
 
 
 def _wait_listening(port: int, attempts: int = 200) -> None:
