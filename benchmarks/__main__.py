@@ -3,6 +3,11 @@
 A full run takes a few minutes on two cores; ``--quick`` runs every section with tiny counts (a
 smoke test of the harness, numbers meaningless). The markdown report goes to stdout, the raw
 results to the JSON file.
+
+``python -m benchmarks --peers [--baseline CHECKOUT] [--litellm-python PYTHON]`` runs only the peers
+section instead: retention-proxy beside nginx and the LiteLLM proxy (each when present) and the bare
+upstream, interleaved (``benchmarks/peers.py``); ``--baseline`` adds another checkout's proxy, for
+before/after figures from one run.
 """
 
 from __future__ import annotations

@@ -228,4 +228,30 @@ def render(results: dict[str, Any]) -> list[str]:
         f"{workers['2']['requests_per_second']:.0f} / {workers['1']['requests_per_second']:.0f} req/s = "
         f"**{workers['ratio']:.2f}x**."
     )
+    lines += ["", *_goals(results)]
     return [re.sub(r" +\|", " |", line) for line in lines]
+
+
+def _goals(results: dict[str, Any]) -> list[str]:
+    """Issue 16's goals for the proxy, judged from this run (reported, never asserted)."""
+    latency, load, chunks = results["latency"], results["load"], results["stream_chunks"]
+    stream = next(route for route in latency if route.startswith("stream_"))
+    ours = load["retention-proxy"]
+    rows = [("CPU per proxied chat request", "<= 100 us", ours["cpu_us_per_request"], 100.0, "us")]
+    if "nginx" in load:
+        ratio = ours["cpu_us_per_request"] / load["nginx"]["cpu_us_per_request"]
+        rows.append(("CPU per request, retention-proxy / nginx", "<= 4x", ratio, 4.0, "x"))
+    for route, limit in (("chat", 0.2), ("passthrough", 0.2), ("stored", 0.3)):
+        rows.append((f"added p50, {route}", f"<= {limit:g} ms", latency[route]["retention-proxy"]["added_p50"],
+                     limit, "ms"))  # fmt: skip
+    per_chunk = latency[stream]["retention-proxy"]["added_p50"] * 1000 / chunks
+    rows.append(("stream: added per chunk", "<= 5 us", per_chunk, 5.0, "us"))
+    wide = results["proxy_wide_load"]
+    if wide["p99_ms"] is not None and ours["p99_ms"] is not None:
+        rows.append(("p99 at 4x the connections / p99", "<= 2x", wide["p99_ms"] / ours["p99_ms"], 2.0, "x"))
+    rows.append(("--workers 2 / --workers 1 req/s", ">= 1.7x", results["workers"]["ratio"], -1.7, "x"))
+    lines = ["| goal (issue 16) | target | measured | met |", "|---|---|---:|---|"]
+    for goal, target, value, limit, unit in rows:
+        met = value >= -limit if limit < 0 else value <= limit
+        lines.append(f"| {goal} | {target} | {value:.2f} {unit} | {'yes' if met else '**NO**'} |")
+    return lines
