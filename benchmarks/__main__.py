@@ -3,6 +3,11 @@
 A full run takes a few minutes on two cores; ``--quick`` runs every section with tiny counts (a
 smoke test of the harness, numbers meaningless). The markdown report goes to stdout, the raw
 results to the JSON file.
+
+``python -m benchmarks --peers [--baseline CHECKOUT] [--litellm-python PYTHON]`` runs only the peers
+section instead: retention-proxy beside nginx and the LiteLLM proxy (each when present) and the bare
+upstream, interleaved (``benchmarks/peers.py``); ``--baseline`` adds another checkout's proxy, for
+before/after figures from one run.
 """
 
 from __future__ import annotations
@@ -17,7 +22,21 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from . import inprocess, machine, memory, proxy_latency, report, sse_parse, streams, targets, throughput
+from . import (
+    chat_backend,
+    encryption,
+    guard_load,
+    inprocess,
+    machine,
+    memory,
+    peers,
+    proxy_latency,
+    report,
+    sse_parse,
+    streams,
+    targets,
+    throughput,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,20 @@ class Counts:
     # SSE parse time against event size (issue 10 item 7)
     sse_small_mb: float = 1.0
     sse_large_mb: float = 32.0
+    # Sections 7-9: the log guard against requests in flight, encryption at rest, the chat backend
+    guard_rounds: int = 30
+    guard_passes: int = 3
+    guard_in_flight: str = "0,100,1000"
+    encryption_rounds: int = 3000
+    encryption_turns: int = 10
+    chat_rounds: int = 3000
+    chat_stream_words: int = 300
+    chat_stream_rounds: int = 15
+    # --peers: the proxy beside nginx and LiteLLM under load (issue 16)
+    peer_seconds: float = 4.0
+    peer_connections: int = 32
+    peer_latency_requests: int = 300
+    peer_stream_chunks: int = 100
 
 
 QUICK = Counts(
@@ -60,6 +93,18 @@ QUICK = Counts(
     proxy_seconds=3.0,
     sse_small_mb=0.25,
     sse_large_mb=2.0,
+    guard_rounds=2,
+    guard_passes=1,
+    guard_in_flight="0,50",
+    encryption_rounds=20,
+    encryption_turns=3,
+    chat_rounds=20,
+    chat_stream_words=40,
+    chat_stream_rounds=2,
+    peer_seconds=0.5,
+    peer_connections=4,
+    peer_latency_requests=20,
+    peer_stream_chunks=10,
 )
 
 
@@ -69,6 +114,21 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"), help="where to write results")
     parser.add_argument("--http", default="h11", help="uvicorn HTTP implementation for sections 3 and 5")
     parser.add_argument("--loop", default="asyncio", help="uvicorn event loop for sections 3 and 5")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="only the peers section: retention-proxy beside nginx and LiteLLM (when present) under load",
+    )
+    parser.add_argument(
+        "--litellm-python",
+        default=None,
+        help="a Python with LiteLLM's proxy installed (else $BENCHMARK_LITELLM_PYTHON; skipped when neither)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="with --peers: a checkout (e.g. from git worktree) whose retention-proxy runs beside this one",
+    )
     for spec in fields(Counts):
         parser.add_argument(f"--{spec.name.replace('_', '-')}", type=type(spec.default), default=None)
     return parser.parse_args(argv)
@@ -86,11 +146,11 @@ def _section(name: str) -> None:
 
 def run(counts: Counts, *, http: str, loop: str) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine.describe(), "counts": counts.__dict__}
-    _section("1/5 in-process overhead")
+    _section("1/9 in-process overhead")
     results["in_process"] = asyncio.run(inprocess.run(counts.rounds, counts.warmup, counts.mongo_rounds))
-    _section("2/5 streams")
+    _section("2/9 streams")
     results["streams"] = asyncio.run(streams.run(counts.stream_events, counts.stream_rounds, warmup=2))
-    _section("3/5 throughput")
+    _section("3/9 throughput")
     shape = throughput.Load(counts.load_processes, counts.load_connections, counts.load_start_delay)
     results["throughput"] = throughput.run(
         rounds=counts.throughput_rounds,
@@ -100,9 +160,9 @@ def run(counts: Counts, *, http: str, loop: str) -> dict[str, Any]:
         http=http,
         loop=loop,
     )
-    _section("4/5 memory")
+    _section("4/9 memory")
     results["memory"] = memory.run((counts.memory_small_mb, counts.memory_large_mb))
-    _section("5/5 proxy latency")
+    _section("5/9 proxy latency")
     results["proxy"] = proxy_latency.run(
         requests=counts.proxy_requests,
         warmup=max(5, counts.proxy_requests // 20),
@@ -110,8 +170,20 @@ def run(counts: Counts, *, http: str, loop: str) -> dict[str, Any]:
         http=http,
         loop=loop,
     )
-    _section("6 SSE parse time against event size")
+    _section("6/9 SSE parse time against event size")
     results["sse_parse"] = sse_parse.run((counts.sse_small_mb, counts.sse_large_mb))
+    _section("7/9 log guard against requests in flight")
+    in_flight = tuple(int(count) for count in counts.guard_in_flight.split(","))
+    results["guard_load"] = guard_load.run(counts.guard_rounds, in_flight, counts.guard_passes)
+    _section("8/9 encryption at rest")
+    warmup = max(5, counts.encryption_rounds // 20)
+    results["encryption"] = asyncio.run(encryption.run(counts.encryption_rounds, warmup, counts.encryption_turns))
+    _section("9/9 chat backend")
+    results["chat_backend"] = asyncio.run(
+        chat_backend.run(
+            counts.chat_rounds, max(2, counts.chat_rounds // 10), counts.chat_stream_words, counts.chat_stream_rounds
+        )
+    )
     results["targets"] = targets.evaluate(results)
     return results
 
@@ -119,7 +191,15 @@ def run(counts: Counts, *, http: str, loop: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     started = time.monotonic()
-    results = run(_counts(args), http=args.http, loop=args.loop)
+    counts = _counts(args)
+    if args.peers:
+        results = {
+            "machine": machine.describe(),
+            "counts": counts.__dict__,
+            "peers": peers.run(counts, args.litellm_python, args.baseline),
+        }
+    else:
+        results = run(counts, http=args.http, loop=args.loop)
     results["quick"] = args.quick
     results["command"] = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     results["wall_seconds"] = time.monotonic() - started

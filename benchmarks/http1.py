@@ -63,3 +63,43 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def read_framed(connection: Connection) -> tuple[int, int]:
+    """Read one whole response of either framing from ``connection``: (status, body chunks).
+
+    A proxy may answer with chunked transfer encoding where the upstream gave a length (a body it
+    rewrites), and streams are chunked; the chunks are counted, the payload is dropped.
+    """
+    buffer = connection.buffer
+    while HEADER_END not in buffer:
+        buffer += connection._read()
+    head, _, buffer = buffer.partition(HEADER_END)
+    status = int(head[9:12])
+    if b"\r\ncontent-length:" in head.lower():
+        _, length = framing(head)
+        while len(buffer) < length:
+            buffer += connection._read()
+        connection.buffer = buffer[length:]
+        return status, 1
+    chunks = 0
+    while True:
+        while b"\r\n" not in buffer:
+            buffer += connection._read()
+        size_line, _, buffer = buffer.partition(b"\r\n")
+        size = int(size_line.split(b";", 1)[0], 16)
+        while len(buffer) < size + 2:
+            buffer += connection._read()
+        buffer = buffer[size + 2 :]
+        if size == 0:  # the last chunk; no trailers are sent by anything measured here
+            connection.buffer = buffer
+            return status, chunks
+        chunks += 1
+
+
+def timed_framed(connection: Connection, request: bytes) -> tuple[int, int, int]:
+    """(nanoseconds from first byte sent to last byte received, status, body chunks)."""
+    started = perf_counter_ns()
+    connection.sock.sendall(request)
+    status, chunks = read_framed(connection)
+    return perf_counter_ns() - started, status, chunks

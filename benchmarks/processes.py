@@ -56,6 +56,25 @@ class Server:
         return int(self.url.rsplit(":", 1)[1])
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """``cpu_seconds`` of ``pid`` and every process below it (a server's workers; nginx's worker)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(parent, []).append(int(entry))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += cpu_seconds(current)
+        pending += parents.get(current, [])
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux ``/proc``; NaN elsewhere)."""
     try:
@@ -67,7 +86,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def child(argv: Sequence[str], ready: re.Pattern[str]) -> Iterator[Child]:
+def child(
+    argv: Sequence[str], ready: re.Pattern[str], env: dict[str, str] | None = None, timeout: float = START_TIMEOUT
+) -> Iterator[Child]:
     """Start ``argv`` and wait until a line of its stdout or stderr matches ``ready``.
 
     Output goes to a temporary file rather than a pipe: a child that logs a line per request (the
@@ -82,11 +103,11 @@ def child(argv: Sequence[str], ready: re.Pattern[str]) -> Iterator[Child]:
             stdout=output,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env=child_environment(),
+            env={**child_environment(), **(env or {})},
             text=True,
         )
         try:
-            deadline = time.monotonic() + START_TIMEOUT
+            deadline = time.monotonic() + timeout
             while True:
                 output.seek(0)
                 match = ready.search(output.read())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import chat_backend, encryption, guard_load, peers
+
 
 def _cmp_row(label: str, c: dict[str, Any], digits: int = 1) -> str:
     f = f"{{:.{digits}f}}"
@@ -126,6 +128,20 @@ def _sse_parse(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _guard_load(results: dict[str, Any]) -> list[str]:
+    table = guard_load.render(results).replace("### Log guard:", "### 7. Log guard:", 1)
+    return [*table.split("\n"), "", f"({results['rounds']} records of each kind per count, {results['passes']} passes)"]
+
+
+def _encryption(results: dict[str, Any]) -> list[str]:
+    return encryption.render(results).replace("#### Encryption", "### 8. Encryption", 1).split("\n")
+
+
+def _chat_backend(results: dict[str, Any]) -> list[str]:
+    head = "### 9. The chat backend: `/v1/responses` served by translating to Chat Completions (in-process)"
+    return [head, "", *chat_backend.report(results).split("\n")]
+
+
 def _targets(verdicts: list[dict[str, Any]]) -> list[str]:
     lines = ["### Targets (DESIGN.md section 8)", "", "| figure | target | measured | met |", "|---|---|---|---|"]
     for v in verdicts:
@@ -136,6 +152,10 @@ def _targets(verdicts: list[dict[str, Any]]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     lines = [f"## retention-middleware benchmarks ({'quick' if results['quick'] else 'full'} run)", ""]
     lines += _machine(results["machine"])
+    if "peers" in results:
+        lines += ["", *peers.render(results["peers"])]
+        lines += ["", f"`{results['command']}` took {results['wall_seconds']:.0f} s."]
+        return "\n".join(lines)
     for section, render_section in (
         ("in_process", _in_process),
         ("streams", _streams),
@@ -143,6 +163,9 @@ def render(results: dict[str, Any]) -> str:
         ("memory", _memory),
         ("proxy", _proxy),
         ("sse_parse", _sse_parse),
+        ("guard_load", _guard_load),
+        ("encryption", _encryption),
+        ("chat_backend", _chat_backend),
     ):
         lines += ["", *render_section(results[section])]
     lines += ["", *_targets(results["targets"])]

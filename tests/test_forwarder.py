@@ -348,6 +348,47 @@ async def test_echo_model_stream_through_the_proxy_is_one_event_per_chunk() -> N
     assert text == "a b c d a b"
 
 
+async def _body_messages(proxy: UpstreamProxy, body: bytes) -> list[dict[str, Any]]:
+    """The proxy called as an ASGI app: the body messages it sends for one chat request."""
+    sent: list[dict[str, Any]] = []
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await asyncio.sleep(DEADLINE)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": None,
+             "query_string": b"", "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    await asyncio.wait_for(proxy(scope, receive, send), DEADLINE)
+    return [message for message in sent if message["type"] == "http.response.body"]
+
+
+async def test_a_whole_answer_is_one_last_body_message_and_a_stream_still_one_message_per_chunk() -> None:
+    # The last chunk read is sent as the last message itself (one message, one write less per
+    # answer); a stream's chunks still go one message each (G7).
+    async with aserve(EchoModel()) as upstream_url:
+        proxy = UpstreamProxy(upstream=upstream_url)
+        try:
+            for stream in (False, True):
+                body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "a b c"}],
+                                     "max_tokens": 3, "stream": stream})  # fmt: skip
+                bodies = await _body_messages(proxy, body)
+                assert bodies[-1].get("more_body", False) is False
+                if not stream:
+                    assert len(bodies) == 1 and orjson.loads(bodies[0]["body"])["object"] == "chat.completion"
+                else:
+                    events = [message["body"] for message in bodies if message["body"]]
+                    assert len(events) == 1 + 3 + 1 + 1  # role, 3 words, finish, [DONE]
+                    assert all(event.count(b"\n\n") == 1 for event in events)
+        finally:
+            await proxy.aclose()
+
+
 # -- failures ----------------------------------------------------------------------------------------
 
 

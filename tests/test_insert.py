@@ -103,3 +103,28 @@ def test_a_json_body_gets_the_keys_before_its_last_brace() -> None:
     inserter = KeyInserter(sse=False, store=False, previous_response_id=None)
     body = b'{"id": "r",\n "output": [{"store": 1}]}\n'
     assert inserter.feed(body) == b'{"id": "r",\n "output": [{"store": 1}],"store":false,"previous_response_id":null}\n'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "r",\n "output": [{"store": 1}]}\n',
+        b"  {}  ",
+        b'{"id":"r","store":true}',
+        b'{"id":"r","store":false,"previous_response_id":"resp_1"}',
+        b'{"id":"r","text":"a } in a string","previous_response_id":null}',
+    ],
+)
+def test_a_whole_parsed_body_gets_the_same_bytes_as_the_byte_walk(body: bytes) -> None:
+    # The fast path for a JSON answer that came in one message must write what feed writes.
+    present = {key.encode() for key in ("store", "previous_response_id") if key in orjson.loads(body)}
+    walked = KeyInserter(sse=False, store=True, previous_response_id="resp_0").feed(body)
+    whole = KeyInserter(sse=False, store=True, previous_response_id="resp_0").feed_whole(body, present)
+    assert whole == walked
+
+
+def test_a_body_already_fed_in_parts_keeps_being_walked() -> None:
+    inserter = KeyInserter(sse=False, store=True, previous_response_id=None)
+    first = inserter.feed(b'{"id":"r","output":[{"te')
+    rest = inserter.feed_whole(b'xt":"}"}]}', set())  # the second part alone says nothing of the whole
+    assert first + rest == b'{"id":"r","output":[{"text":"}"}],"store":true,"previous_response_id":null}'

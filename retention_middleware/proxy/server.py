@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..errors import OpenAIError
 from ..limits.headers import HEADER_LINE_OVERHEAD, headers_too_large
 from ..settings import RetentionSettings
+from .head_write import HeadJoiningTransport, joined_send
 from .refusals import TIMED_OUT, over_capacity, response_bytes
 
 # After a refusal the client may still be sending (the rest of a huge head, a body). Closing with
@@ -182,6 +183,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not upgrading and not self._finished():
             self._body_seen_at = self.loop.time()
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # The head goes out with the first body write (``head_write``): one send, not two.
+        transport = HeadJoiningTransport(self.transport, self.loop)
+        cycle.transport = transport
+        cycle.send = joined_send(cycle.send, transport)
+        super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
         self._body_seen_at = self.loop.time()

@@ -155,17 +155,19 @@ class ResponseCapture:
                 kept = body[: max(0, terminal_start)]
                 await self.end_with_error("store_unavailable", STORE_REFUSED, keep=kept, open_event=terminal_start < 0)
                 return
-        else:
+        present: set[bytes] | None = None
+        if self.kind is not BodyKind.SSE:
             final = self._collect_json(body, more)
+            present = _present_keys(final)  # before on_final, which restores them in the stored copy
             if self.held_start is not None:
-                await self._send_held_json(final, more)
+                await self._send_held_json(final, more, present)
                 return
         if self.kind is BodyKind.JSON and final is not None and not await self.on_final(final):
             self.ended = True  # not held, so the status line is gone; what is left goes nowhere
             return
         self.ended = not more
         if self.inserter is not None:
-            body = self.inserter.feed(body)
+            body = self._insert(body, more, present)
         if self.patcher is not None:
             # Possibly empty when the whole chunk is the start of a pattern; it is sent all the same,
             # so there is one message out for every message in.
@@ -174,7 +176,13 @@ class ResponseCapture:
             message = {"type": "http.response.body", "body": body, "more_body": more}
         await self.downstream(message)
 
-    async def _send_held_json(self, final: dict[str, Any] | None, more: bool) -> None:
+    def _insert(self, body: bytes, more: bool, present: set[bytes] | None) -> bytes:
+        assert self.inserter is not None
+        if present is not None and not more:
+            return self.inserter.feed_whole(body, present)  # falls back to feed unless whole
+        return self.inserter.feed(body)
+
+    async def _send_held_json(self, final: dict[str, Any] | None, more: bool, present: set[bytes] | None) -> None:
         """``hold_json``: the answer goes on only once it is stored, else it becomes a 503."""
         if final is not None and not await self.on_final(final):
             self.ended = True
@@ -189,7 +197,7 @@ class ResponseCapture:
         held = bytes(self.json_body) if self.json_body is not None else self.overflow
         self.overflow = b""
         if self.inserter is not None:
-            held = self.inserter.feed(held)
+            held = self._insert(held, more, present if final is not None else None)
         if self.patcher is not None:
             held = self.patcher.feed(held, final=not more)
         self.ended = not more
@@ -289,3 +297,10 @@ class ResponseCapture:
             self.on_response_id(response_id)
             return True
         return False
+
+
+def _present_keys(response: dict[str, Any] | None) -> set[bytes] | None:
+    """Which of the keys ``insert`` adds the parsed answer has; None when it was not parsed whole."""
+    if response is None:
+        return None
+    return {key for key in (b"store", b"previous_response_id") if key.decode() in response}
