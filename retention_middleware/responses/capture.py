@@ -22,7 +22,7 @@ from ..wire.json_object import json_object
 from ..wire.metering import RESPONSE_TERMINAL_EVENTS, normalise_usage, response_event_text
 from ..wire.sse import MAX_EVENT_BYTES, SSEParser
 from ..wire.tee import BodyKind, body_kind_of, without_content_length
-from .insert import KeyInserter
+from .insert import INSERTED_KEYS, KeyInserter
 from .patch import StreamingPatcher
 from .rehydrate import store_unavailable
 
@@ -303,4 +303,4 @@ def _present_keys(response: dict[str, Any] | None) -> set[bytes] | None:
     """Which of the keys ``insert`` adds the parsed answer has; None when it was not parsed whole."""
     if response is None:
         return None
-    return {key for key in (b"store", b"previous_response_id") if key.decode() in response}
+    return {key for key in INSERTED_KEYS if key.decode() in response}

@@ -24,7 +24,7 @@ _SPECIAL = re.compile(rb'["\\{}\[\],:]')
 _IN_STRING = re.compile(rb'["\\]')
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN, _CLOSE = frozenset(b"{["), frozenset(b"}]")
-_KEYS = (b"store", b"previous_response_id", b"conversation")
+INSERTED_KEYS = (b"store", b"previous_response_id", b"conversation")
 _TYPE_FIRST = b'{"type":"'
 # Events that carry a response object; any other type is skipped unread.
 _RESPONSE_EVENTS = frozenset(
@@ -71,13 +71,13 @@ class KeyInserter:
         self.fed = False  # once any byte went through feed, only feed can follow the structure
 
     def feed_whole(self, body: bytes, present: set[bytes]) -> bytes:
-        """A JSON body that came whole, already parsed (``present``: its top-level keys among the
-        two): the members go before its closing brace, found from the end, not by walking every
+        """A JSON body that came whole, already parsed (``present``: its top-level keys among
+        those inserted): the members go before its closing brace, found from the end, not by walking every
         byte (a ~1 KB answer has ~200 structural bytes, each a Python step)."""
         if self.sse or self.fed:
             return self.feed(body)
         self.fed = True
-        members = missing_members(present, self.store, self.previous_response_id)
+        members = missing_members(present, self.store, self.previous_response_id, self.conversation)
         close = len(body.rstrip(b" \t\r\n")) - 1
         if not members or close < 0 or body[close] != ord("}"):
             return body
@@ -177,7 +177,7 @@ class KeyInserter:
         if self.string_is_key:
             if self.in_response and depth == self.target:
                 self.empty = False
-                if text in _KEYS:
+                if text in INSERTED_KEYS:
                     self.present.add(bytes(text))
             if self.sse and depth == 1:
                 self.last_key = bytes(text)
