@@ -15,6 +15,7 @@ from retention_middleware.backends.upstream_call import NATIVE, ChatCall
 from retention_middleware.demo import EchoModel
 from retention_middleware.observability.endpoints import ProbeEndpoints
 from retention_middleware.proxy import cli
+from retention_middleware.proxy.backend_probe import resolved_backend
 from retention_middleware.settings import RetentionSettings, SettingsError
 
 from support.asgi_tools import answer_lifespan, read_request_body
@@ -92,7 +93,7 @@ def test_the_setting_is_checked_and_read_from_the_environment() -> None:
 
 def _banner_backend(args: list[str], env: dict[str, str]) -> tuple[Any, str]:
     options = cli._options(args, env)
-    cli._resolve_backend(options)
+    options.settings, options.backend_note = resolved_backend(options.settings, demo=options.demo)
     line = [line for line in cli._banner(options, 8080).splitlines() if "responses_backend" in line]
     return options, line[0].strip()
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import logging
 import os
 import signal
 import socket
@@ -30,13 +28,13 @@ import uvicorn
 
 from .. import __version__
 from .._types import ASGIApp
-from ..backends.choice import Mode, probe
 from ..crypto.commands import COMMANDS, run_command
 from ..middleware import RetentionMiddleware
 from ..observability.endpoints import ProbeEndpoints
 from ..settings import RetentionSettings, SettingsError, format_duration, parse_bool, parse_duration
 from ..store import make_store
 from ..store.base import StoreError
+from .backend_probe import resolved_backend
 from .file_limit import raise_open_file_limit
 from .logging_setup import configure_logging, print_banner
 from .server import protocol_class
@@ -201,39 +199,6 @@ async def _check_store(settings: RetentionSettings) -> None:
         await store.close()
 
 
-async def _probe_backend(options: _Options) -> Mode | None:
-    """``auto``: ask the upstream at start-up whether it serves /v1/responses (a throwaway client)."""
-    if options.demo:
-        from ..demo import EchoModel
-
-        return await probe(EchoModel())
-    from .forwarder import UpstreamProxy
-
-    upstream = UpstreamProxy(options.settings)
-    # The probe's own failure is reported in the banner ("asked again on the first request"), not as
-    # the forwarder's 502 warning, which would come before the banner and read as a client's request.
-    quiet = logging.getLogger("retention_middleware.proxy")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        return await probe(upstream, timeout=options.settings.upstream_connect_timeout.total_seconds() + 5)
-    finally:
-        quiet.setLevel(level)
-        await upstream.aclose()
-
-
-def _resolve_backend(options: _Options) -> None:
-    if options.settings.responses_backend != "auto":
-        return
-    mode = asyncio.run(_probe_backend(options))
-    if mode is None:
-        options.backend_note = "auto (the upstream did not say yet; asked again on the first request)"
-        return
-    options.settings = dataclasses.replace(options.settings, responses_backend=mode)
-    served = "serves" if mode == "responses" else "does not serve"
-    options.backend_note = f"{mode} (auto: the upstream {served} /v1/responses)"
-
-
 def _banner(options: _Options, port: int) -> str:
     return "\n".join(_banner_parts(options, port)[0])
 
@@ -296,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 file=sys.stderr,
             )
             raise SystemExit(1) from None
-    _resolve_backend(options)
+    options.settings, options.backend_note = resolved_backend(options.settings, demo=options.demo)
     configure_logging(options.server.log_level, options.server.log_format, pid=options.server.workers > 1)
     raise_open_file_limit(options.settings)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
