@@ -90,6 +90,8 @@ def test_completed_requests_leave_nothing_in_the_shared_index() -> None:
 
 def test_the_index_memory_is_bounded_and_given_back() -> None:
     log = logging.getLogger("test.guard.load")
+    with in_flight(2), capture_all_logs():  # warm up: first-use imports and caches are not the index
+        log.info("index everything now")
     gc.collect()
     tracemalloc.start()
     try:
@@ -106,7 +108,8 @@ def test_the_index_memory_is_bounded_and_given_back() -> None:
         tracemalloc.stop()
     # About 25 bytes a character (the text itself, its sampled grams, where each occurs).
     assert held < characters * 60, (held, characters)
-    assert after < 256 * 1024, after
+    # Given back: what stays is the interpreter's own caches, a small share of what the index held.
+    assert after < held // 10, (after, held)
 
 
 def test_a_long_stream_logged_through_is_indexed_once_and_stays_matchable() -> None:
