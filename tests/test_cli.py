@@ -10,7 +10,6 @@ deadline, and every process is stopped in teardown.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -31,21 +30,13 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.settings import RetentionSettings, SettingsError, parse_duration
 
 from support.asgi_tools import answer_lifespan, read_request_body
-from support.proxy_process import Lines
+from support.proxy_process import ProxyProcess, proxy_env
 from support.servers import serve, unused_port
 
 DEADLINE = 10.0
 TENANT_SECRET = "cli-test-tenant-secret-0123456789"
 COMMAND = [sys.executable, "-m", "retention_middleware.proxy.cli"]
 BANNER = re.compile(r"^retention-proxy (\S+) listening on (http://[\d.]+:(\d+))$")
-
-
-def proxy_env(**variables: str) -> dict[str, str]:
-    """The test process's environment without any ``RETENTION_*`` variable, plus ``variables``."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RETENTION_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(variables)
-    return env
 
 
 class Timeline:
@@ -140,26 +131,17 @@ def chat(model: str, content: str = "hello there", **extra: Any) -> dict[str, An
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
 
 
-class Proxy:
-    """One ``retention-proxy`` process. ``url`` is known once the banner has been read."""
+class Proxy(ProxyProcess):
+    """One ``retention-proxy`` process, with what the command-line tests read besides its url: its
+    version, the settings its banner lists, and its exit status."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [*COMMAND, "--port", "0", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=proxy_env(**(env or {})),
-        )
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self.stdout = Lines(self.process.stdout)
-        self.stderr = Lines(self.process.stderr)
-        first = self.stderr.next()
-        match = BANNER.match(first or "")
+        super().__init__(*args, env=env)
+        match = BANNER.match(self.banner)  # the whole first line, and plain http: no TLS flag here
         if match is None:
             self.stop()
-            pytest.fail(f"no banner as the first stderr line; stderr: {self.stderr.seen}")
-        self.version, self.url = match.group(1), match.group(2)
+            pytest.fail(f"the banner is not the first line as written: {self.banner!r}")
+        self.version = match.group(1)
 
     def banner_settings(self) -> dict[str, str]:
         """The settings the banner lists (``  name: value`` lines), read up to the server's start-up."""
@@ -171,29 +153,8 @@ class Proxy:
                 settings.setdefault(name, value)
         return settings
 
-    def access_records(self, count: int) -> list[dict[str, Any]]:
-        """The first ``count`` access-log records (JSON lines on stdout), waiting for them if need be."""
-        while len(self.stdout.seen) < count:
-            if self.stdout.next() is None:
-                pytest.fail(f"stdout ended after {self.stdout.seen}")
-        return [orjson.loads(line) for line in self.stdout.seen[:count]]
-
     def wait(self, timeout: float = DEADLINE) -> int:
         return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(DEADLINE)
-        self.stdout.join()
-        self.stderr.join()
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 @pytest.fixture
