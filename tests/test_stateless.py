@@ -72,6 +72,24 @@ async def test_a_missing_previous_response_is_400_and_never_reaches_the_upstream
     assert upstream.bodies(path) == []
 
 
+@pytest.mark.parametrize("path", ["/v1/responses/compact", "/v1/responses/input_tokens"])
+async def test_a_deeply_nested_body_is_a_400_naming_the_bound_and_never_reaches_the_upstream(
+    path: str, upstream: RecordingUpstream
+) -> None:
+    app = RetentionMiddleware(upstream, RetentionSettings(max_json_depth=32))
+    deep: Any = "x"
+    for _ in range(40):
+        deep = [deep]
+    async with asgi_client(app) as http:
+        answer = await http.post(path, json={"model": MODEL, "input": [{"role": "user", "content": deep}]})
+        innocent = await http.post(path, json={"model": MODEL, "input": "x"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "json_too_deep"
+    assert "RETENTION_MAX_JSON_DEPTH" in answer.json()["error"]["message"]
+    assert innocent.status_code == 200
+    assert len(upstream.bodies(path)) == 1  # only the innocent one
+
+
 async def test_compact_is_metered_and_guarded(upstream: RecordingUpstream) -> None:
     canary = "canary-compact-7f3a91"
     app = RetentionMiddleware(upstream, RetentionSettings())

@@ -19,7 +19,7 @@ from ..exchange import Exchange
 from ..logs.log_guard import GuardedContent
 from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse
-from ..wire.json_object import json_object
+from ..wire.json_object import json_object, request_object
 from ..wire.metering import normalise_usage
 from ..wire.request_body import ClientGone, read_body, replay, with_body_length
 from ..wire.sse import MAX_EVENT_BYTES
@@ -38,8 +38,8 @@ def history_items(turns: list[StoredResponse]) -> list[Any]:
     return items
 
 
-def _parse(body: bytes) -> dict[str, Any]:
-    request = json_object(body)
+def _parse(body: bytes, max_depth: int) -> dict[str, Any]:
+    request = request_object(body, max_depth)  # nested past the bound: 400 json_too_deep, as for create
     if request is None:
         raise invalid_request("The request body is not valid JSON or not a JSON object.", code="invalid_json")
     return request
@@ -57,7 +57,7 @@ class StatelessResponsesHandler:
         record = exchange.record
         try:
             body = await read_body(exchange.receive, exchange.scope["headers"], self.settings.max_body)
-            request = _parse(body)
+            request = _parse(body, self.settings.max_json_depth)
             model = request.get("model")
             record.model = model if isinstance(model, str) else None
             guard = exchange.guard()
