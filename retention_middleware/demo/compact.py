@@ -16,18 +16,13 @@ from typing import Any
 import orjson
 
 from .._types import Send
-from ..errors import invalid_request, send_json
-from .responses import input_words
+from ..errors import send_json
+from .responses import input_words, refuse_previous_response
 from .text import Body, missing, model_of
 
 
 def _stateless(body: Body) -> None:
-    previous = body.get("previous_response_id")
-    if previous is not None:
-        raise invalid_request(
-            f"Previous response with id '{previous}' not found.",
-            param="previous_response_id", code="previous_response_not_found",
-        )  # fmt: skip
+    refuse_previous_response(body)
     if body.get("model") is None:
         raise missing("model")
 

@@ -20,15 +20,19 @@ from .streaming import Stream
 from .text import Body, flag_of, generate, invalid, limit_of, missing, model_of, pieces, words_of
 
 
-async def create_response(body: Body, receive: Receive, send: Send, *, model: str, delay: float) -> None:
-    """Answer a Responses API request: the last user input's words, echoed."""
+def refuse_previous_response(body: Body) -> None:
+    """Stateless like vLLM without its store: there is nothing to continue from."""
     previous = body.get("previous_response_id")
     if previous is not None:
-        # Stateless like vLLM without its store: nothing to continue from.
         raise invalid_request(
             f"Previous response with id '{previous}' not found.",
             param="previous_response_id", code="previous_response_not_found",
         )  # fmt: skip
+
+
+async def create_response(body: Body, receive: Receive, send: Send, *, model: str, delay: float) -> None:
+    """Answer a Responses API request: the last user input's words, echoed."""
+    refuse_previous_response(body)
     if "input" not in body or body["input"] is None:
         raise missing("input")
     instructions = body.get("instructions")
