@@ -177,15 +177,8 @@ class MemoryStore:
             ends.append((ends[-1] if ends else 0) + len(blob))
         joined = b"".join(blobs)  # a new, exactly-sized object; orjson's slack-laden buffers go
         size = record_cost(joined, *strings)
-        if self._used + size > self.budget:
-            self._purge_expired(self._now())
-        if self._used + size > self.budget:
-            raise StoreFull(
-                f"memory store budget of {self.budget} bytes is spent ({self._used} in use, {size} more "
-                "asked); live records are never evicted: raise RETENTION_MEMORY_BUDGET or use MongoDB"
-            )
+        self.charge(size)  # raises StoreFull before anything is kept
         table[key] = _Kept(record, joined, tuple(ends), size)
-        self._used += size
 
     def _drop(self, table: dict[str, _Kept[R]], key: str) -> _Kept[R]:
         kept = table.pop(key)
