@@ -8,11 +8,8 @@ a delete of the same conversation.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import contextlib
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,8 +19,7 @@ import orjson
 from .base import StoreError
 from .conversations import Conversation, CursorNotFound, Item, ItemPage, StoredItem
 from .memory import DEFAULT_SWEEP_INTERVAL, MemoryStore, utc_millis
-
-logger = logging.getLogger(__name__)
+from .sweeper import Sweeper
 
 
 def _dump(value: object) -> bytes:
@@ -63,34 +59,20 @@ class ConversationMemoryStore:
         self.ttl = ttl
         self._budget = budget
         self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._sweep_interval = sweep_interval
         self._kept: dict[str, _Kept] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Sweeper(self._purge_expired, sweep_interval, "retention-conversation-sweep")
 
     async def start(self) -> None:
         self._ensure_started()
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None and sweeper.get_loop() is asyncio.get_running_loop():
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         for kept in self._kept.values():
             self._budget.refund(kept.size)
         self._kept.clear()
 
     def _ensure_started(self) -> None:
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="retention-conversation-sweep")
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                self._purge_expired()
-            except Exception:  # a broken clock must not end the sweeping for good
-                logger.exception("conversation sweep failed")
+        self._sweeper.ensure_started()
 
     def _now(self) -> datetime:
         return utc_millis(self._clock(), "clock()")

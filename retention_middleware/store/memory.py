@@ -13,10 +13,7 @@ Everything here is synchronous between awaits, so asyncio's single thread is the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,8 +22,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from .base import ContentRecord, ResponseChain, ResponsePage, StoredResponse, StoreError, StoreFull
-
-logger = logging.getLogger(__name__)
+from .sweeper import Sweeper
 
 DEFAULT_BUDGET = 256 * 1024**2
 DEFAULT_SWEEP_INTERVAL = 30.0
@@ -101,12 +97,11 @@ class MemoryStore:
         if budget <= 0 or sweep_interval <= 0:
             raise ValueError("MemoryStore: budget and sweep_interval must be positive")
         self.budget = budget
-        self._sweep_interval = sweep_interval
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._responses: dict[str, _Kept[StoredResponse]] = {}
         self._content: dict[str, _Kept[ContentRecord]] = {}
         self._used = 0
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Sweeper(lambda: self._purge_expired(self._now()), sweep_interval, "retention-sweep")
 
     @property
     def used_bytes(self) -> int:
@@ -121,12 +116,7 @@ class MemoryStore:
         self._ensure_started()
 
     async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        # A sweeper of another (ended) event loop cannot be cancelled from here; it is already dead.
-        if sweeper is not None and sweeper.get_loop() is asyncio.get_running_loop():
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await self._sweeper.stop()
         # Volatile by design: closing the store is the end of what it held.
         self._responses.clear()
         self._content.clear()
@@ -142,18 +132,7 @@ class MemoryStore:
             raise StoreFull(f"memory store budget of {self.budget} bytes is spent")
 
     def _ensure_started(self) -> None:
-        # Called at the top of every operation (lazy start when the host runs no lifespan). It never
-        # awaits, so no two coroutines can both see "not started": asyncio is the lock.
-        if self._sweeper is None or self._sweeper.done():  # done: its event loop has gone away
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="retention-sweep")
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                self._purge_expired(self._now())
-            except Exception:  # a broken clock must not end the sweeping for good
-                logger.exception("memory store sweep failed")
+        self._sweeper.ensure_started()
 
     def _now(self) -> datetime:
         return utc_millis(self._clock(), "clock()")
