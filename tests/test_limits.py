@@ -6,23 +6,10 @@ import orjson
 import pytest
 
 from retention_middleware import RetentionMiddleware, RetentionSettings, SettingsError
-from retention_middleware._types import Receive, Scope, Send
-from retention_middleware.demo import EchoModel
 
-from support.asgi_tools import asgi_client, capture_all_logs
+from support.asgi_tools import CountingUpstream, asgi_client, capture_all_logs
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class Upstream:
-    def __init__(self) -> None:
-        self.model = EchoModel()
-        self.calls = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.calls += 1
-        await self.model(scope, receive, send)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +22,7 @@ class Upstream:
     ids=["one-huge", "large-in-total", "too-many"],
 )
 async def test_an_oversized_head_is_431_before_anything_else_sees_it(headers: dict[str, str]) -> None:
-    upstream = Upstream()
+    upstream = CountingUpstream()
     middleware = RetentionMiddleware(upstream, RetentionSettings())
     with capture_all_logs() as logs:
         async with asgi_client(middleware) as client:
@@ -52,7 +39,7 @@ async def test_an_oversized_head_is_431_before_anything_else_sees_it(headers: di
 
 
 async def test_the_limits_are_settings() -> None:
-    middleware = RetentionMiddleware(Upstream(), RetentionSettings(max_header_bytes=64 * 1024, max_headers=300))
+    middleware = RetentionMiddleware(CountingUpstream(), RetentionSettings(max_header_bytes=64 * 1024, max_headers=300))
     async with asgi_client(middleware) as client:
         big = await client.post("/v1/chat/completions", json=CHAT, headers={"x-big": "v" * 40_000})
         many = await client.post("/v1/chat/completions", json=CHAT, headers={f"x-{n}": "v" for n in range(250)})

@@ -20,7 +20,14 @@ from retention_middleware.demo import EchoModel
 from retention_middleware.store import MemoryStore, MongoStore
 from retention_middleware.store.base import ResponseStore, StoredResponse
 
-from support.asgi_tools import asgi_client, capture_all_logs, read_request_body, run_lifespan, send_pieces
+from support.asgi_tools import (
+    CountingUpstream,
+    asgi_client,
+    capture_all_logs,
+    read_request_body,
+    run_lifespan,
+    send_pieces,
+)
 from support.mongo_fixtures import MONGO_TENANT_SECRET, FakeClock, MongoClient, MongoStoreFactory
 from support.mongo_server import MongoTestServer
 from support.servers import aserve
@@ -43,17 +50,6 @@ class CountingStore:
 
             return counted
         return attribute
-
-
-class CountingUpstream:
-    def __init__(self) -> None:
-        self.model = EchoModel()
-        self.calls = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.calls += 1
-        await self.model(scope, receive, send)
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ import orjson
 import pytest
 
 from retention_middleware import RetentionMiddleware, RetentionSettings, SettingsError
-from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
 from retention_middleware.errors import OpenAIError
 from retention_middleware.store import MongoStore
 from retention_middleware.tenancy import ANONYMOUS, TenantResolver
 
-from support.asgi_tools import asgi_client, capture_all_logs
+from support.asgi_tools import CountingUpstream, asgi_client, capture_all_logs
 
 SECRET = "tenancy-secret-0123456789"
 
@@ -112,19 +111,6 @@ def test_other_schemes_and_empty_tokens_are_anonymous() -> None:
 # -- through the middleware --------------------------------------------------------------------------
 
 
-class Upstream:
-    """The echo model, counting the requests that reach it."""
-
-    def __init__(self) -> None:
-        self.model = EchoModel()
-        self.calls = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.calls += 1
-        await self.model(scope, receive, send)
-
-
 async def test_by_default_one_key_cannot_read_or_delete_another_keys_response() -> None:
     # No secret, no header, memory store: the defaults a first-time operator runs.
     middleware = RetentionMiddleware(EchoModel(), RetentionSettings())
@@ -153,7 +139,7 @@ async def test_by_default_one_key_cannot_read_or_delete_another_keys_response() 
     ids=["two-keys", "two-tenant-headers"],
 )
 async def test_a_request_naming_two_callers_gets_400_and_is_never_forwarded(headers: list[tuple[str, str]]) -> None:
-    upstream = Upstream()
+    upstream = CountingUpstream()
     middleware = RetentionMiddleware(upstream, RetentionSettings(tenant_header="x-org-id"))
     with capture_all_logs() as logs:
         async with asgi_client(middleware) as client:

@@ -10,6 +10,20 @@ from contextlib import contextmanager
 from typing import Any
 
 from retention_middleware._types import ASGIApp, Message, Receive, Scope, Send
+from retention_middleware.demo import EchoModel
+
+
+class CountingUpstream:
+    """The echo model, counting the HTTP requests that reach it (0 means: never forwarded)."""
+
+    def __init__(self) -> None:
+        self.model = EchoModel()
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
+        await self.model(scope, receive, send)
 
 
 class SentMessages:
