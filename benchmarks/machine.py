@@ -33,7 +33,6 @@ def describe() -> dict[str, str]:
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         **{
-            name: _version(name)
-            for name in ("retention-middleware", "uvicorn", "aiohttp", "h11", "httptools", "uvloop", "orjson")
+            name: _version(name) for name in ("retention-middleware", "uvicorn", "h11", "httptools", "uvloop", "orjson")
         },
     }

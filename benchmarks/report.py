@@ -21,7 +21,7 @@ _CMP_HEAD = "| {what} | bare p50 / p99 | wrapped p50 / p99 | added p50 (paired) 
 
 
 def _machine(machine: dict[str, str]) -> list[str]:
-    versions = ", ".join(f"{name} {machine[name]}" for name in ("uvicorn", "aiohttp", "h11", "orjson"))
+    versions = ", ".join(f"{name} {machine[name]}" for name in ("uvicorn", "h11", "orjson"))
     return [
         f"**Machine:** {machine['cpu']}, {machine['cores']} cores, {machine['os']}",
         "",

@@ -166,7 +166,7 @@ async def test_logs_stay_content_free_and_metered(client: AsyncOpenAI) -> None:
 
 
 async def test_through_the_proxy_forwarder_over_http(upstream: ChatOnlyUpstream) -> None:
-    """retention-proxy's own composition: the middleware around the aiohttp forwarder, auto backend."""
+    """retention-proxy's own composition: the middleware around the forwarder, auto backend."""
     from retention_middleware.proxy.forwarder import UpstreamProxy
 
     async with aserve(upstream) as upstream_url:

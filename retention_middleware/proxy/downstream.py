@@ -42,7 +42,7 @@ class Downstream:
             return None
         first: bytes = message.get("body", b"")
         if message.get("more_body", False):
-            # Streamed as it arrives; without a Content-Length from the client, aiohttp chunks it.
+            # Streamed as it arrives; without a Content-Length from the client, it goes chunked.
             return self._rest_of_body(first)
         self._body_done.set()
         # A body that came whole goes with its length, and in the same write as the request head.

@@ -1,10 +1,11 @@
-"""UpstreamProxy: the streaming aiohttp forwarder behind ``retention-proxy``.
+"""UpstreamProxy: the streaming forwarder behind ``retention-proxy``.
 
-Every method, path and query string goes to the configured upstream over one shared
-``aiohttp.ClientSession``. Bodies stream both ways as they come: the request body is fed to aiohttp
-from ``receive`` by an async generator, and each chunk aiohttp reads from the upstream is sent on at
-once (no decompression, and an HTTP chunk from the upstream is one body message to the client).
-Hop-by-hop headers are dropped both ways.
+Every method, path and query string goes to the configured upstream over a pool of keep-alive
+connections (``upstream_pool``) shared by every request. Bodies stream both ways as they come: a
+request body that arrived whole goes out in the same write as the request head, one still arriving
+is written on as each part comes (chunked, unless the client gave its length); each chunk read from
+the upstream is sent on at once (no decompression, and an HTTP chunk from the upstream is one body
+message to the client). Hop-by-hop headers are dropped both ways.
 
 Failures are answered in OpenAI's shape and never carry upstream text, which could echo content:
 502 ``upstream_unavailable`` when the upstream cannot be reached, 504 ``upstream_timeout`` when it is
@@ -12,13 +13,12 @@ silent for longer than the timeout before the response starts. Once the response
 status line is gone, so a later upstream failure re-raises: the ASGI server then drops the
 connection and the client sees a truncated body, never a stream that looks complete.
 
-A client that disconnects cancels the upstream exchange at once, which closes the upstream
+A client that disconnects cancels the upstream exchange at once, which drops the upstream
 connection, and an inference server stops generating when its client goes away.
 
-aiohttp rather than httpx because the forwarder sits on every request's path: aiohttp writes the
-request head and a whole body in one socket write and skips httpx's per-request cookie and URL-model
-work, and the disconnect watcher is a plain asyncio task rather than an anyio task group. Together
-that measured at less than half the latency the httpx forwarder added (``benchmarks/proxy_latency.py``).
+Its own client on llhttp rather than aiohttp's (or httpx's): the forwarder sits on every request's
+path, and per request aiohttp's client cost ~130 us of CPU against ~25 us for this one
+(``benchmarks``, peers section), with the same parser uvicorn serves the client side with.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit
-
-import aiohttp
-from yarl import URL
 
 from .._types import Headers, Receive, Scope, Send
 from ..errors import OpenAIError, UpstreamFailedMidResponse
@@ -41,21 +39,28 @@ from ..observability.upstream_errors import note_error
 from ..settings import RetentionSettings
 from .downstream import Body, Downstream
 from .gc_tuning import tune_after_startup
+from .upstream_connection import UpstreamConnection, UpstreamError, UpstreamSilent
+from .upstream_pool import ConnectTimeout, PoolTimeout, UpstreamPool, UpstreamUnreachable
 from .upstream_tls import upstream_ssl
 
 logger = logging.getLogger("retention_middleware.proxy")
 
 # RFC 9110 section 7.6.1, plus the obsolete "trailers" spelling. The request side also drops what
-# this proxy answers itself: Host (set by aiohttp to the upstream's) and Expect (the ASGI server
-# has already sent 100 Continue when the body was read).
+# this proxy sets itself: Host (the upstream's), the body's framing (Content-Length, chunked) and
+# Expect (the ASGI server has already sent 100 Continue when the body was read).
 _HOP_BY_HOP = frozenset(
     (b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
      b"trailers", b"transfer-encoding", b"upgrade")
 )  # fmt: skip
-_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"expect"}
-_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
-# Headers aiohttp would add of its own; the client's own, if it sent them, go through unchanged.
-_NO_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_REQUEST_DROP = _HOP_BY_HOP | {b"host", b"expect", b"content-length"}
+_URL_SAFE = b"!#$%&'()*+,/:;=?@[]~"
+# A request target goes out as the client sent it unless it has a byte HTTP/1.1 does not allow there.
+_TARGET_UNSAFE = re.compile(rb"[^\x21-\x7e]")
+# RFC 9110 9.2.2: a request these methods carry may be sent again when a kept-alive connection turns
+# out to have been closed before any of the answer came (the upstream's idle timeout racing ours).
+_IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+# Methods whose request has a body by definition: without one they say so, with a length of 0.
+_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
 UNAVAILABLE = OpenAIError(
     502, "The upstream server could not be reached.", type="server_error", code="upstream_unavailable"
@@ -64,8 +69,6 @@ BAD_GATEWAY = OpenAIError(
     502, "The upstream server closed the connection without a response.", type="server_error",
     code="upstream_unavailable",
 )  # fmt: skip
-logger = logging.getLogger("retention_middleware.proxy")
-
 TIMEOUT = OpenAIError(504, "The upstream server did not answer in time.", type="server_error", code="upstream_timeout")
 POOL_EXHAUSTED = OpenAIError(
     504, "Every connection to the upstream server stayed busy for too long.", type="server_error",
@@ -86,7 +89,7 @@ class UpstreamProxy:
 
     Build it from ``RetentionSettings`` (``upstream``, ``upstream_timeout``,
     ``upstream_connect_timeout``, ``upstream_max_connections``) or with keywords, which win over
-    the settings. The client session opens on lifespan startup or the first request, and closes on
+    the settings. The connection pool opens on lifespan startup or the first request, and closes on
     lifespan shutdown or ``aclose()``.
     """
 
@@ -112,35 +115,28 @@ class UpstreamProxy:
         self.settings = dataclasses.replace(settings or RetentionSettings(), **overrides)
         base = urlsplit(self.settings.upstream)
         self.upstream = f"{base.scheme}://{base.netloc}"
+        self._host = base.hostname or "127.0.0.1"
+        self._port = base.port or (443 if base.scheme == "https" else 80)
+        self._host_header = base.netloc.rsplit("@", 1)[-1].encode("idna")
+        self._tls = upstream_ssl(self.settings) if base.scheme == "https" else None
         self._prefix = base.path.rstrip("/").encode("utf-8")
-        self._session: aiohttp.ClientSession | None = None
-        self._holding = 0  # exchanges holding (or waiting for) a pooled upstream connection
+        self._pool: UpstreamPool | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _open(self) -> UpstreamPool:
+        if self._pool is None:
             s = self.settings
             read = s.upstream_timeout.total_seconds()
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=s.upstream_max_connections, ssl=upstream_ssl(s)),
-                # connect: waiting for a free pooled connection and opening one; sock_read: silence
-                # between two reads of the response, headers included.
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=read, sock_connect=s.upstream_connect_timeout.total_seconds(), sock_read=read
-                ),
-                # No proxies or netrc from the environment and no cookie jar: the session is shared
-                # by every tenant, so it must not remember anything.
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                skip_auto_headers=_NO_DEFAULTS,
-            )
-        return self._session
+            self._pool = UpstreamPool(
+                self._host, self._port, tls=self._tls, limit=s.upstream_max_connections,
+                connect_timeout=s.upstream_connect_timeout.total_seconds(), pool_timeout=read, read_timeout=read,
+            )  # fmt: skip
+        return self._pool
 
     async def aclose(self) -> None:
-        """Close the shared session and its upstream connections; the next request reopens it."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        """Close the pool and its upstream connections; the next request opens a new one."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -162,13 +158,27 @@ class UpstreamProxy:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _url(self, scope: Scope) -> URL:
+    def _target(self, scope: Scope) -> bytes:
         raw = self._prefix + (scope.get("raw_path") or scope["path"].encode("utf-8"))
         if scope.get("query_string"):
             raw += b"?" + scope["query_string"]
-        path = raw.decode("ascii") if raw.isascii() else quote_from_bytes(raw, safe=_URL_SAFE)
-        # encoded: the path goes out byte for byte as the client sent it (%2F stays %2F).
-        return URL(self.upstream + path, encoded=True)
+        # The path goes out byte for byte as the client sent it (%2F stays %2F).
+        return quote_from_bytes(raw, safe=_URL_SAFE).encode("ascii") if _TARGET_UNSAFE.search(raw) else raw
+
+    def _head(self, scope: Scope, body: Body) -> bytes:
+        method: str = scope["method"]
+        parts = [method.encode("ascii"), b" ", self._target(scope), b" HTTP/1.1\r\nhost: ", self._host_header]
+        for name, value in filter_headers(scope["headers"], _REQUEST_DROP):
+            parts += (b"\r\n", name, b": ", value)
+        if isinstance(body, bytes):
+            parts.append(b"\r\ncontent-length: %d" % len(body))
+        elif body is not None:
+            declared = _declared_length(scope["headers"])
+            parts.append(b"\r\ncontent-length: " + declared if declared else b"\r\ntransfer-encoding: chunked")
+        elif method in _BODY_METHODS:
+            parts.append(b"\r\ncontent-length: 0")
+        parts.append(b"\r\n\r\n")
+        return b"".join(parts)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = Downstream(receive, send)
@@ -182,7 +192,7 @@ class UpstreamProxy:
         # between two chunks of a long generation.
         watcher = asyncio.get_running_loop().create_task(client.watch_disconnect(task))
         try:
-            await self._exchange(scope, body, client)
+            await self._relay(scope, body, client)
         except asyncio.CancelledError:
             # The watcher's cancellation ends the exchange quietly; anyone else's propagates.
             if not client.cancelled or (sys.version_info >= (3, 11) and task.uncancel() > 0):
@@ -195,91 +205,125 @@ class UpstreamProxy:
             client.finishing()
             watcher.cancel()
 
-    async def _exchange(self, scope: Scope, body: Body, client: Downstream) -> None:
-        headers = [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in filter_headers(scope["headers"], _REQUEST_DROP)
-        ]
-        self._holding += 1
-        try:
-            await self._relay(scope, headers, body, client)
-        finally:
-            self._holding -= 1
-
     async def _fail(self, scope: Scope, client: Downstream, error: OpenAIError, phase: str) -> None:
         # One content-free line per failed answer: which upstream (no path, no query) and when it failed.
         logger.warning("upstream %s: %s %s while %s", self.upstream, error.status, error.code, phase)
         note_error(scope, error.code or "upstream_unavailable")
         await client.answer_error(error)
 
-    async def _relay(self, scope: Scope, headers: list[tuple[str, str]], body: Body, client: Downstream) -> None:
+    async def _connection(self, scope: Scope, client: Downstream) -> UpstreamConnection | None:
+        """A pooled connection, or None once the failure to get one has been answered."""
         try:
-            response = await self._open().request(
-                scope["method"], self._url(scope), headers=headers, data=body, allow_redirects=False
-            )
-        except aiohttp.ConnectionTimeoutError:
-            # aiohttp's connect timeout covers the wait for a free pooled connection too. With every
-            # other connection held by a request in flight, the wait was for the pool, not the upstream.
-            if self._holding - 1 >= self.settings.upstream_max_connections:
-                await self._fail(scope, client, POOL_EXHAUSTED, "waiting for a free pooled connection")
-            else:
-                await self._fail(scope, client, TIMEOUT, "connecting")
+            return await self._open().acquire()
+        except PoolTimeout:
+            await self._fail(scope, client, POOL_EXHAUSTED, "waiting for a free pooled connection")
+        except ConnectTimeout:
+            await self._fail(scope, client, TIMEOUT, "connecting")
+        except UpstreamUnreachable:
+            await self._fail(scope, client, UNAVAILABLE, "connecting")
+        except UpstreamError:  # the pool closed under the request (shutdown)
+            await self._fail(scope, client, UNAVAILABLE, "connecting")
+        return None
+
+    async def _send_request(self, connection: UpstreamConnection, scope: Scope, body: Body) -> None:
+        head = self._head(scope, body)
+        if body is None or isinstance(body, bytes):
+            connection.send(head, body, heading=scope["method"] == "HEAD")
             return
-        except asyncio.TimeoutError:  # aiohttp's other timeouts: silence before the response headers
+        connection.send(head, None, heading=False)
+        await _upload(connection, body, chunked=_declared_length(scope["headers"]) is None)
+
+    async def _relay(self, scope: Scope, body: Body, client: Downstream) -> None:
+        connection = await self._connection(scope, client)
+        if connection is None:
+            return
+        try:
+            try:
+                await self._send_request(connection, scope, body)
+                await connection.head()
+            except UpstreamError as error:
+                retry = connection.reused and not connection.responded and not isinstance(error, UpstreamSilent)
+                if not (retry and scope["method"] in _IDEMPOTENT and not isinstance(body, AsyncIterator)):
+                    raise
+                # A kept-alive connection the upstream had closed: once more, on a connection of its own.
+                connection.abort()
+                fresh = await self._connection(scope, client)
+                if fresh is None:
+                    return
+                connection = fresh
+                await self._send_request(connection, scope, body)
+                await connection.head()
+        except UpstreamSilent:
+            connection.abort()
             await self._fail(scope, client, TIMEOUT, "waiting for the response headers")
             return
-        except aiohttp.ClientConnectorError:
-            await self._fail(scope, client, UNAVAILABLE, "connecting")
-            return
-        except aiohttp.ClientError:
+        except UpstreamError:
+            connection.abort()
             if client.gone:
                 return
             await self._fail(scope, client, BAD_GATEWAY, "waiting for the response headers")
             return
-        if response.status >= 400:
-            note_error(scope, "upstream_status")
-        complete = False
+        except BaseException:
+            connection.abort()
+            raise
         try:
-            await client.send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": filter_headers(response.raw_headers, _HOP_BY_HOP),
-                }
-            )
-            # Each chunk goes on as aiohttp reads it. The status is already sent, so an upstream
-            # failure from here on can only be told by the middleware (an error event, or a dropped
-            # connection); one line says what happened, and the traceback would say nothing more.
-            content = response.content
-            ended = False
-            try:
-                async for chunk, _ in content.iter_chunks():
-                    if not chunk:
-                        continue
-                    # The last chunk (the whole body, for most answers) is sent as the last message
-                    # itself, rather than followed by an empty one: one message less through every
-                    # layer, and one write less (a chunked answer's terminator goes with it).
-                    ended = content.at_eof()
-                    if ended:
-                        complete = True
-                        client.finishing()
-                    await client.send({"type": "http.response.body", "body": chunk, "more_body": not ended})
-                    if ended:
-                        break
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                if client.gone:
-                    raise  # our own close of a request nobody waits for: nothing to tell
-                code = "upstream_timeout" if isinstance(error, asyncio.TimeoutError) else "upstream_disconnected"
-                logger.warning("upstream %s: %s %s while reading the response body", self.upstream,
-                               response.status, code)  # fmt: skip
-                note_error(scope, code)
-                raise UpstreamFailedMidResponse(code) from None
-            if not ended:
-                complete = True
-                client.finishing()
-                await client.send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            if complete:
-                response.release()  # the connection goes back to the pool
-            else:
-                response.close()  # mid-body: the connection cannot be reused, and the upstream must see it go
+            last = await self._stream_answer(scope, connection, client)
+        except BaseException:
+            connection.abort()  # mid-body: it cannot be reused, and the upstream must see it go
+            raise
+        # Everything is read: the connection goes back to the pool before the last send, which may
+        # take a while (a store write in the middleware) or fail (the client left).
+        self._open().release(connection)
+        client.finishing()
+        # The last chunk (the whole body, for most answers) is sent as the last message itself,
+        # rather than followed by an empty one: one message less through every layer, and one write
+        # less (a chunked answer's terminator goes with it).
+        await client.send({"type": "http.response.body", "body": last, "more_body": False})
+
+    async def _stream_answer(self, scope: Scope, connection: UpstreamConnection, client: Downstream) -> bytes:
+        """Send the head and every chunk but the last, and return the last once the body is complete."""
+        status = connection.status
+        if status >= 400:
+            note_error(scope, "upstream_status")
+        await client.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": filter_headers(connection.headers, _HOP_BY_HOP),
+            }
+        )
+        # Each chunk goes on as it is read. The status is already sent, so an upstream failure from
+        # here on can only be told by the middleware (an error event, or a dropped connection); one
+        # line says what happened, and the traceback would say nothing more.
+        try:
+            while True:
+                chunk = await connection.chunk()
+                if connection.at_end:
+                    break
+                if chunk:
+                    await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamError as error:
+            if client.gone:
+                raise  # our own close of a request nobody waits for: nothing to tell
+            code = "upstream_timeout" if isinstance(error, UpstreamSilent) else "upstream_disconnected"
+            logger.warning("upstream %s: %s %s while reading the response body", self.upstream, status, code)
+            note_error(scope, code)
+            raise UpstreamFailedMidResponse(code) from None
+        return chunk
+
+
+def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return value.strip()
+    return None
+
+
+async def _upload(connection: UpstreamConnection, body: AsyncIterator[bytes], *, chunked: bool) -> None:
+    """A request body still arriving from the client, written on part by part as it comes."""
+    async for part in body:
+        if part:
+            connection.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            await connection.drain()
+    if chunked:
+        connection.write(b"0\r\n\r\n")

@@ -1,8 +1,8 @@
 """TLS towards the upstream: a private CA bundle and, for mutual TLS, a client certificate.
 
-Without either setting the system's trust store checks an ``https://`` upstream, as aiohttp does by
-default. A file that cannot be read, or a certificate that does not match its key, is a start-up
-error naming the setting, not a failed first request.
+Without either setting the system's trust store checks an ``https://`` upstream, and its name. A
+file that cannot be read, or a certificate that does not match its key, is a start-up error naming
+the setting, not a failed first request.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import ssl
 from ..settings import RetentionSettings, SettingsError
 
 
-def upstream_ssl(settings: RetentionSettings) -> ssl.SSLContext | bool:
-    """The SSL context for upstream connections, or True (aiohttp's default verification)."""
+def upstream_ssl(settings: RetentionSettings) -> ssl.SSLContext:
+    """The SSL context for ``https://`` upstream connections."""
     if not (settings.upstream_ca_bundle or settings.upstream_client_cert):
-        return True
+        return ssl.create_default_context()
     try:
         context = ssl.create_default_context(cafile=settings.upstream_ca_bundle)
     except (OSError, ssl.SSLError) as error:
