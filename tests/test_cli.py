@@ -502,6 +502,31 @@ def test_a_stop_signal_drains_the_stream_in_flight_then_exits_0(
     assert (record["status"], record["error"], record["usage"]["total_tokens"]) == (200, None, 5)
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_access_lines_held_for_their_batch_are_all_written_when_the_proxy_stops(
+    start_proxy: Any, stop_signal: signal.Signals
+) -> None:
+    # A flush interval far longer than the test: only the shutdown can have written the lines.
+    proxy = start_proxy("--demo", "--access-log-flush", "10")
+    proxy.wait_started()
+    with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+        for index in range(40):
+            assert client.post("/v1/chat/completions", json=chat("echo", f"request {index}")).status_code == 200
+    assert not proxy.stdout.arrives_within(1.0)  # still held in the batch
+    proxy.process.send_signal(stop_signal)
+    assert proxy.wait() == 0
+    lines = proxy.stdout.to_end()
+    records = [orjson.loads(line) for line in lines]
+    assert len(records) == 40 and all(record["status"] == 200 for record in records)
+    assert len({record["request_id"] for record in records}) == 40
+
+
+def test_a_bad_access_log_flush_interval_exits_2_naming_the_setting() -> None:
+    result = run_cli("--demo", "--access-log-flush", "soon")
+    assert result.returncode == 2
+    assert "access_log_flush (--access-log-flush / RETENTION_ACCESS_LOG_FLUSH)" in result.stderr
+
+
 def test_a_mongodb_store_without_a_way_to_tell_callers_apart_exits_2_naming_the_choices() -> None:
     result = run_cli("--demo", "--store", f"mongodb://127.0.0.1:{unused_port()}/")
     assert result.returncode == 2

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import orjson
 
+from .buffered_lines import BufferedLineHandler
 from .log_guard import ACCESS_LOGGER_NAME
 
 access_logger = logging.getLogger(ACCESS_LOGGER_NAME)
@@ -148,6 +149,13 @@ def emit(record: AccessRecord) -> None:
     if not access_logger.isEnabledFor(logging.INFO):
         return
     line = orjson.dumps(record.to_dict(time.perf_counter())).decode()
+    handlers = access_logger.handlers
+    if len(handlers) == 1 and not access_logger.propagate and not access_logger.filters:
+        handler = handlers[0]
+        if type(handler) is BufferedLineHandler and not handler.filters and handler.level <= logging.INFO:
+            # The line is final: no LogRecord for a handler that would only take its message back.
+            handler.write_line(line)
+            return
     # makeRecord + handle skips the stack walk logger.info does to find the caller's file and line,
     # which would only ever point here.
     access_logger.handle(access_logger.makeRecord(ACCESS_LOGGER_NAME, logging.INFO, __file__, 0, line, (), None))

@@ -79,6 +79,11 @@ _SERVER_FLAGS: dict[str, tuple[str, str, str]] = {
     "--ssl-keyfile": ("RETENTION_SSL_KEYFILE", "", "its private key"),
     "--log-level": ("RETENTION_LOG_LEVEL", "info", "critical, error, warning, info or debug"),
     "--log-format": ("RETENTION_LOG_FORMAT", "text", "text or json (every stderr line, banner included)"),
+    "--access-log-flush": (
+        "RETENTION_ACCESS_LOG_FLUSH",
+        "0.1",
+        "seconds access lines may wait to be written together (0: each at once)",
+    ),
 }
 _BACKLOG = 2048  # uvicorn's default
 
@@ -185,7 +190,8 @@ def worker_app() -> ASGIApp:
     """The app of one ``--workers`` process: uvicorn imports it by name, and the options come from the
     environment the parent filled in (flags included) before starting the workers."""
     options = _options([], os.environ)
-    configure_logging(options.server.log_level, options.server.log_format, pid=True)
+    chosen = options.server
+    configure_logging(chosen.log_level, chosen.log_format, pid=True, access_flush=chosen.access_log_flush)
     worker_exit_hook()
     return _app(options)
 
@@ -262,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             raise SystemExit(1) from None
     options.settings, options.backend_note = resolved_backend(options.settings, demo=options.demo)
-    configure_logging(options.server.log_level, options.server.log_format, pid=options.server.workers > 1)
+    chosen = options.server
+    configure_logging(chosen.log_level, chosen.log_format, pid=chosen.workers > 1, access_flush=chosen.access_log_flush)
     raise_open_file_limit(options.settings)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on accepted

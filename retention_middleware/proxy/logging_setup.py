@@ -5,7 +5,8 @@ output). uvicorn logs its lifecycle ("Started server process", "Application star
 logger named ``uvicorn.error``; alerts that grep for "error" would fire on every start, so those
 records are printed as ``uvicorn``. ``--log-format json`` prints each stderr line, the banner
 included, as one JSON object (``ts``, ``level``, ``logger``, ``message``); access lines are JSON
-either way. With several workers each access line also names its worker (``pid``).
+either way. With several workers each access line also names its worker (``pid``). Access lines are
+written in batches (``logs.buffered_lines``), at most ``--access-log-flush`` seconds late.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..logs.buffered_lines import BufferedLineHandler
 from ..logs.log_guard import ACCESS_LOGGER_NAME
 
 LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -46,19 +48,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-class _PidAccessFormatter(logging.Formatter):
-    """The access line (already a JSON object) with the worker's pid as its first key."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = record.getMessage()
-        return f'{{"pid":{record.process},{line[1:]}' if line.startswith("{") else line
-
-
-def configure_logging(level: str = "info", log_format: str = "text", *, pid: bool = False) -> None:
+def configure_logging(
+    level: str = "info", log_format: str = "text", *, pid: bool = False, access_flush: float = 0.1
+) -> None:
+    """``access_flush``: seconds an access line may wait to be written with others (0: at once)."""
     access = logging.getLogger(ACCESS_LOGGER_NAME)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_PidAccessFormatter() if pid else logging.Formatter("%(message)s"))
-    access.handlers[:] = [handler]
+    for old in access.handlers:
+        old.close()  # a handler of an earlier configuration writes what it still holds
+    access.handlers[:] = [BufferedLineHandler(sys.stdout, interval=access_flush, pid=pid)]
     access.setLevel(logging.INFO)
     access.propagate = False
     errors = logging.StreamHandler(sys.stderr)

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from ..settings import RetentionSettings, SettingsError
 from .logging_setup import FORMATS, LEVELS
 
+MAX_ACCESS_LOG_FLUSH = 10.0
+"""Longest an access line may be held: past this a log shipper would see the proxy as stalled."""
+
 
 @dataclasses.dataclass
 class ServerOptions:
@@ -21,6 +24,8 @@ class ServerOptions:
     ssl_keyfile: str = ""
     log_level: str = "info"
     log_format: str = "text"
+    access_log_flush: float = 0.1
+    """Seconds an access line may wait to be written in one batch with others; 0 writes each at once."""
 
     def public_view(self) -> dict[str, str]:
         return {
@@ -29,6 +34,7 @@ class ServerOptions:
             "ssl_keyfile": self.ssl_keyfile or "(unset)",
             "log_level": self.log_level,
             "log_format": self.log_format,
+            "access_log_flush": f"{self.access_log_flush:g}s",
         }
 
 
@@ -64,4 +70,14 @@ def server_options(
     log_format, format_name = read("--log-format")
     if log_format.lower() not in FORMATS:
         raise SettingsError(f"{format_name}: {log_format!r} is not one of " + ", ".join(FORMATS))
-    return ServerOptions(workers, certfile, keyfile, level.lower(), log_format.lower())
+    flush_text, flush_name = read("--access-log-flush")
+    try:
+        access_flush = float(flush_text.removesuffix("s"))
+    except ValueError:
+        access_flush = -1.0
+    if not 0 <= access_flush <= MAX_ACCESS_LOG_FLUSH:
+        raise SettingsError(
+            f"{flush_name}: {flush_text!r} is not a number of seconds from 0 (write each line at once) "
+            f"to {MAX_ACCESS_LOG_FLUSH:g}"
+        )
+    return ServerOptions(workers, certfile, keyfile, level.lower(), log_format.lower(), access_flush)

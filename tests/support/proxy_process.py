@@ -60,6 +60,16 @@ class Lines:
             self.seen.append(line)
         return line
 
+    def arrives_within(self, timeout: float) -> bool:
+        """Whether a line (or the end of the stream) comes within ``timeout``; one that does goes in ``seen``."""
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if line is not None:
+            self.seen.append(line)
+        return True
+
     def until(self, predicate: Callable[[str], bool], timeout: float = DEADLINE) -> str:
         deadline = time.monotonic() + timeout
         while True:
