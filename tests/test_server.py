@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -233,6 +234,22 @@ def test_an_idle_keep_alive_connection_is_closed_within_the_idle_timeout(start: 
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
         assert read_answer(sock)[0] == 200
         # Four times the configured 1 s, and below uvicorn's fixed 5 s: the setting is what closed it.
+        sock.settimeout(4.0)
+        assert closed(sock)
+
+
+def test_a_busy_connection_outlives_every_timeout_and_each_wait_starts_afresh(start: Any) -> None:
+    # The waits are deadlines moved on per request (proxy/deadline.py): a timer armed for an earlier
+    # request must not close a connection that has stayed busy for longer than any of the timeouts.
+    proxy = start(**TIMEOUTS)
+    with proxy.connect() as sock:
+        for _ in range(8):  # some 2.4 s in all, each wait under the configured 1 s
+            time.sleep(0.3)
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(CHAT))
+            time.sleep(0.3)  # between head and body: the body wait, not the head's
+            sock.sendall(CHAT)
+            assert read_answer(sock)[0] == 200
+        # Then idle: closed by the idle timeout as before.
         sock.settimeout(4.0)
         assert closed(sock)
 

@@ -18,7 +18,8 @@ keeps httptools and adds, per connection:
 - an ``Upgrade`` other than a WebSocket handshake (a ``GET``) is ignored, as RFC 9110 allows: the
   request is parsed and served as plain HTTP/1.1.
 
-The idle keep-alive timeout is uvicorn's own ``timeout_keep_alive`` (``idle_timeout``).
+The idle keep-alive timeout is uvicorn's own ``timeout_keep_alive`` (``idle_timeout``). Every wait is a
+``Deadline`` (``proxy/deadline.py``), so a request arms no loop timer of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..errors import OpenAIError
 from ..limits.headers import HEADER_LINE_OVERHEAD, headers_too_large
 from ..settings import RetentionSettings
+from .deadline import Deadline
 from .head_write import HeadJoiningTransport, joined_send
 from .refusals import TIMED_OUT, over_capacity, response_bytes
 
@@ -63,9 +65,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._received_of_head = 0  # bytes received while the head was incomplete (a lower bound)
         self._head_size = 0  # what the parser has reported of the head: target and header lines
         self._header_count = 0
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
-        self._body_seen_at = 0.0
+        # Deadlines rather than a loop timer per request and wait (proxy/deadline.py).
+        self._head_wait = Deadline(self.loop, self._head_timed_out)
+        self._body_wait = Deadline(self.loop, self._body_timed_out)
+        self._idle_wait = Deadline(self.loop, self.timeout_keep_alive_handler)
         self._skip_framing_head = False  # parsing the synthetic head of an ignored Upgrade
         self._head_too_large = False
         self._linger_timer: asyncio.TimerHandle | None = None
@@ -77,7 +80,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > self.max_connections:
             # Answered, not dropped: the client learns to retry instead of seeing a reset.
             self.app = over_capacity
-        self._arm_head_timer()
+        self._head_wait.start(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -91,8 +94,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._reading_head:
             self._received_of_head += len(data)
-            if self._head_timer is None:
-                self._arm_head_timer()
+            if self._head_wait.due is None:
+                self._head_wait.start(self.header_timeout)
         self._feed(data)
         # Still inside the head after this chunk: every byte counted belongs to it.
         if self._reading_head and self._received_of_head > self.max_header_bytes and not self._finished():
@@ -175,14 +178,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._reading_head = False
         self._received_of_head = 0
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_wait.stop()
         super().on_headers_complete()
         upgrading = self.parser.should_upgrade() and self._should_upgrade()  # the WebSocket protocol takes over
         if not upgrading and not self._finished():
-            self._body_seen_at = self.loop.time()
-            self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
+            self._body_wait.start(self.body_timeout)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         # The head goes out with the first body write (``head_write``): one send, not two.
@@ -192,27 +192,40 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
-        self._body_seen_at = self.loop.time()
+        self._body_wait.start(self.body_timeout)  # the longest silence, not the whole upload
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self.parser.should_upgrade() and not self._should_upgrade() and self._declared_framing() is not None:
             return  # the body is still to come: _continue_without_upgrade parses it
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._body_wait.stop()
         self._reading_head = True
         super().on_message_complete()
 
+    # -- uvicorn's keep-alive wait, as a deadline --------------------------------------------------
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_wait.stop()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's own, but for the keep-alive wait: a deadline moved on instead of a timer per answer.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_wait.stop()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_wait.start(self.timeout_keep_alive)
+
     # -- timeouts and refusals -------------------------------------------------------------------
 
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
-
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if self._answering():
-            self._arm_head_timer()  # a pipelined head waits for the answer before it; the clock starts after
+            # A pipelined head waits for the answer before it; the clock starts after.
+            self._head_wait.start(self.header_timeout)
             return
         if self._reading_head and not self._finished():
             if self._received_of_head or self._head_size:
@@ -221,16 +234,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.close()  # connected and said nothing: there is no request to answer
 
     def _body_timed_out(self) -> None:
-        self._body_timer = None
         if self._finished():
             return
-        now = self.loop.time()
         if self.flow.read_paused:
             # The server paused reading because the app is behind: the silence is not the client's.
-            self._body_seen_at = now
-        left = self.body_timeout - (now - self._body_seen_at)
-        if left > 0:
-            self._body_timer = self.loop.call_later(left, self._body_timed_out)
+            self._body_wait.start(self.body_timeout)
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
@@ -264,10 +272,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._linger_timer = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._body_timer = None
+        self._head_wait.cancel()
+        self._body_wait.cancel()
+        self._idle_wait.cancel()
 
 
 def protocol_class(settings: RetentionSettings) -> type[BoundedHttpToolsProtocol]:
