@@ -65,7 +65,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self._head_done = False
         self.complete = False
-        """The whole response has arrived (it may not all have been taken yet)."""
+        """The whole response has arrived (it may not all have been taken yet); it stays set while the
+        connection is idle, until ``send`` starts the next exchange."""
         self._error: UpstreamError | None = None
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -85,6 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Start an exchange: the request head, with a whole body in the same write."""
         assert self.transport is not None
         self._heading = heading
+        self.complete = False
         self._last_read = self._loop.time()
         self._arm_timer()
         if body:
@@ -145,7 +147,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.headers = []
         self._head_done = False
-        self.complete = False
         self.responded = False
         self._bodiless = False
         self._delimited = True
@@ -222,7 +223,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.responded = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the latter: a 101 nobody asked for
             self._fail(UpstreamClosed())
             self.abort()
         if self._bodiless and not self.complete and self._head_done:
@@ -250,8 +251,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- parser callbacks ------------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # An answer to no request (after the answer in the same read, or on an idle connection):
+            # kept, the connection would hand it to the next request. The parser error drops it.
+            raise UpstreamClosed()
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self._head_done:  # after the head, these are a chunked body's trailers, which are not passed on
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
