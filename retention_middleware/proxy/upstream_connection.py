@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from .deadline import Deadline
+
 if TYPE_CHECKING:
     from .upstream_pool import UpstreamPool
 
@@ -47,7 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_pool", "_loop", "_parser", "transport", "_waiter", "_chunks", "_buffered", "_paused",
-        "_writable", "status", "headers", "_head_done", "complete", "_error", "_last_read", "_timer",
+        "_writable", "status", "headers", "_head_done", "complete", "_error", "_silence",
         "_heading", "_bodiless", "responded", "reused", "idle_since", "_delimited", "_keep_alive",
     )  # fmt: skip
 
@@ -68,8 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         """The whole response has arrived (it may not all have been taken yet); it stays set while the
         connection is idle, until ``send`` starts the next exchange."""
         self._error: UpstreamError | None = None
-        self._last_read = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._silence = Deadline(self._loop, self._silent)
         self._heading = False  # the request in flight is a HEAD: its answer has no body
         self._bodiless = False
         self._delimited = True  # the body's end is framed (length or chunked), not the connection's close
@@ -87,8 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self._heading = heading
         self.complete = False
-        self._last_read = self._loop.time()
-        self._arm_timer()
+        self._silence.start(self._pool.read_timeout)
         if body:
             self.transport.writelines((head, body))
         else:
@@ -122,7 +122,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._buffered -= len(data)
                 if self._paused and self._buffered < _HIGH_WATER // 4 and self.transport is not None:
                     self._paused = False
-                    self._last_read = self._loop.time()  # our own pause is not the upstream's silence
+                    self._silence.start(self._pool.read_timeout)  # our own pause is not the upstream's silence
                     self.transport.resume_reading()
                 return data
             if self.complete:
@@ -158,13 +158,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._heading = False
 
     def close(self) -> None:
-        self._cancel_timer()
+        self._silence.cancel()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
         """Drop the connection now: the upstream sees it go, and stops generating."""
-        self._cancel_timer()
+        self._silence.cancel()
         if self.transport is not None:
             self.transport.abort()
 
@@ -184,31 +184,18 @@ class UpstreamConnection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         if self._error is None and not self.complete:
             self._error = error
-        self._cancel_timer()
+        self._silence.stop()
         self._wake()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
-    # -- the read timeout: one timer per exchange, moved on lazily -------------------------------------
+    # -- the read timeout ------------------------------------------------------------------------------
 
-    def _arm_timer(self) -> None:
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._last_read + self._pool.read_timeout, self._silence)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _silence(self) -> None:
-        # Re-armed from the last read rather than on every read: one timer call per timeout, not
-        # one timer per chunk.
-        self._timer = None
+    def _silent(self) -> None:
         if self.complete or self._error is not None:
             return
-        due = self._last_read + self._pool.read_timeout
-        if self._paused or due > self._loop.time():
-            self._timer = self._loop.call_at(max(due, self._loop.time() + 0.001), self._silence)
+        if self._paused:
+            self._silence.start(self._pool.read_timeout)  # we stopped reading: the upstream is not silent
             return
         self._fail(UpstreamSilent())
         self.abort()
@@ -219,7 +206,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = self._loop.time()
+        self._silence.start(self._pool.read_timeout)
         self.responded = True
         try:
             self._parser.feed_data(data)
@@ -290,5 +277,5 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _complete(self) -> None:
         self.complete = True
-        self._cancel_timer()
+        self._silence.stop()
         self._wake()
