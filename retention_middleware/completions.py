@@ -209,9 +209,17 @@ class UsageTee:
         # OpenAI-style upstreams asked for usage also add "usage": null to every other chunk; that
         # member is cut out too, so the client gets the bytes it would have got without the request.
         events = self.parser.feed(body)
-        edits = [self._inspect(event) for event in events]
         held = self.held
-        if not held and not any(edits) and sum(event.raw_length for event in events) == len(body):
+        unchanged = not held
+        covered = 0
+        edits = []
+        for event in events:  # a loop, not comprehensions: this runs once per streamed token
+            edit = self._inspect(event)
+            edits.append(edit)
+            covered += event.raw_length
+            if edit is not _Edit.KEEP:
+                unchanged = False
+        if unchanged and covered == len(body):
             await self.downstream(message)  # whole events, none changed: the very message that came in
             return
         held += body

@@ -122,3 +122,38 @@ def test_mid_event_says_whether_the_bytes_so_far_end_inside_an_event() -> None:
     assert parser.mid_event is True  # mid-line
     parser.feed(b'"}\r\n\r\n: keep-alive\n\n')
     assert parser.mid_event is False
+
+
+# Chunks that are one whole event each take a shortcut in feed(); these shapes sit on its edges.
+# (No \r here: fed a byte at a time, a CRLF's \n is only known to belong to the line after the fact.)
+EVENT_SHAPED_CHUNKS = [
+    b'data: {"a":1}\n\n',
+    b"data:no-space\n\n",
+    b"data:\n\n",
+    b'event: response.output_text.delta\ndata: {"delta":"x"}\n\n',
+    b"event:tight\ndata:tight\n\n",
+    b": a comment, no event yet\n",
+    b"data: after the comment\n\n",
+    b"event: named-before\n",
+    b"data: gets the name of the chunk before\n\n",
+    b"data: first\ndata: second\n\n",
+    b"data: \xe9\x9b\xaa\n\n",
+    b"data\n\n",
+    b"\n\n",
+    b"data: x: y\n\n",
+    b"data: [DONE]\n\n",
+]
+
+
+def test_whole_event_chunks_parse_exactly_as_the_same_bytes_fed_one_at_a_time() -> None:
+    stream = b"".join(EVENT_SHAPED_CHUNKS)
+    byte_parser = SSEParser()
+    expected = [
+        (e.event, e.data, e.raw_length) for i in range(len(stream)) for e in byte_parser.feed(stream[i : i + 1])
+    ]
+    chunk_parser = SSEParser()
+    got = [(e.event, e.data, e.raw_length) for chunk in EVENT_SHAPED_CHUNKS for e in chunk_parser.feed(chunk)]
+    assert got == expected
+    assert got[3] == ("response.output_text.delta", b'{"delta":"x"}', len(EVENT_SHAPED_CHUNKS[3]))
+    assert (got[6][0], got[6][1]) == ("named-before", b"gets the name of the chunk before")
+    assert chunk_parser.pending_bytes == byte_parser.pending_bytes == 0

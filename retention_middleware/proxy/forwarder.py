@@ -77,11 +77,13 @@ POOL_EXHAUSTED = OpenAIError(
 
 
 def filter_headers(headers: Sequence[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
-    """``headers`` without the names in ``drop`` nor any the ``Connection`` header lists."""
-    for name, value in headers:
-        if name.lower() == b"connection":
+    """``headers`` without the names in ``drop`` nor any the ``Connection`` header lists, names in
+    lower case (each lowered once: this runs twice per request)."""
+    named = [(name.lower(), value) for name, value in headers]
+    for name, value in named:
+        if name == b"connection":
             drop = drop | {token.strip().lower() for token in value.split(b",")}
-    return [(name.lower(), value) for name, value in headers if name.lower() not in drop]
+    return [(name, value) for name, value in named if name not in drop]
 
 
 class UpstreamProxy:

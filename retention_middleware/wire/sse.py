@@ -60,6 +60,10 @@ class SSEParser:
         self.skipped_events = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._clean and chunk[-2:] == b"\n\n":
+            event = self._whole_event(chunk)
+            if event is not None:
+                return [event]
         events: list[SSEEvent] = []
         if not chunk:
             return events
@@ -103,6 +107,44 @@ class SSEParser:
             self._take(line, events)
         self._drop_line_if_too_long()
         return events
+
+    @property
+    def _clean(self) -> bool:
+        """Between two events, with nothing held: the next chunk starts a line and an event."""
+        return not (
+            self._pieces or self._data or self._event is not None or self._after_cr or self._in_dropped_line
+            or self._skipping
+        )  # fmt: skip
+
+    def _whole_event(self, chunk: bytes) -> SSEEvent | None:
+        """The common chunk, one whole event (``data: ...``, perhaps after ``event: ...``, then a blank
+        line, ``\n`` line ends only), parsed in a few C-speed scans; None for any other shape, which
+        ``feed`` then parses line by line with the same result."""
+        lines = chunk.count(b"\n")
+        if b"\r" in chunk or lines > 3:
+            return None
+        event = None
+        data_line = chunk
+        if lines == 3:
+            if not chunk.startswith(b"event:"):
+                return None
+            end = chunk.index(b"\n")
+            value = chunk[6:end]
+            event = (value[1:] if value[:1] == b" " else value).decode("utf-8", "replace")
+            data_line = chunk[end + 1 :]
+        elif lines != 2:
+            return None
+        if not data_line.startswith(b"data:"):
+            return None
+        data = data_line[5:-2]
+        if data[:1] == b" ":
+            data = data[1:]
+        if len(data) + 1 > MAX_EVENT_BYTES:
+            return None
+        raw = self._raw + len(chunk)
+        self._raw = 0
+        self._open = 0
+        return SSEEvent(event, data, raw)
 
     def _drop_line_if_too_long(self) -> None:
         if self._pending + self._size > MAX_EVENT_BYTES:
