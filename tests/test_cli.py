@@ -309,7 +309,8 @@ def test_client_disconnect_mid_stream_reaches_the_upstream(start_proxy: Any, gat
         # Leaving the block mid-body closes the connection: the client has gone away.
     upstream.timeline.wait_for("upstream saw disconnect")
     assert upstream.timeline.events == ["upstream sends first", "client closing", "upstream saw disconnect"]
-    assert proxy.access_records(1)[0]["path"] == "/v1/chat/completions"
+    record = proxy.access_records(1)[0]
+    assert (record["path"], record["error"]) == ("/v1/chat/completions", "client_disconnected")
 
 
 # -- --demo: the whole loop with nothing else running ------------------------------------------------
@@ -519,6 +520,19 @@ def test_access_lines_held_for_their_batch_are_all_written_when_the_proxy_stops(
     records = [orjson.loads(line) for line in lines]
     assert len(records) == 40 and all(record["status"] == 200 for record in records)
     assert len({record["request_id"] for record in records}) == 40
+
+
+def test_the_logged_client_address_follows_x_forwarded_for_from_a_local_proxy(start_proxy: Any) -> None:
+    # Only with the address logged does uvicorn's proxy-headers layer run; it must still apply then.
+    logged = start_proxy("--demo", env={"RETENTION_LOG_CLIENT_ADDRESS": "true"})
+    quiet = start_proxy("--demo")
+    for proxy in (logged, quiet):
+        proxy.wait_started()
+        with httpx.Client(base_url=proxy.url, timeout=DEADLINE) as client:
+            answer = client.post("/v1/chat/completions", json=chat("echo"), headers={"x-forwarded-for": "203.0.113.7"})
+            assert answer.status_code == 200
+    assert logged.access_records(1)[0]["client"] == "203.0.113.7"  # the caller behind a local nginx
+    assert "client" not in quiet.access_records(1)[0]
 
 
 def test_a_bad_access_log_flush_interval_exits_2_naming_the_setting() -> None:

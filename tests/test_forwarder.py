@@ -24,6 +24,7 @@ from openai import AsyncOpenAI
 from retention_middleware._types import Receive, Scope, Send
 from retention_middleware.demo import EchoModel
 from retention_middleware.proxy.forwarder import UpstreamProxy
+from retention_middleware.proxy.server import protocol_class
 from retention_middleware.settings import RetentionSettings, SettingsError
 
 from support.asgi_tools import answer_lifespan, asgi_client, run_lifespan
@@ -186,9 +187,13 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 @contextlib.asynccontextmanager
-async def proxy_client(upstream_url: str, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A proxy in front of ``upstream_url`` and a client talking to it."""
-    async with aserve(UpstreamProxy(upstream=upstream_url, **options)) as proxy_url:
+async def proxy_client(upstream_url: str, *, server: str = "h11", **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A proxy in front of ``upstream_url`` and a client talking to it; ``server="proxy"`` serves it
+    with retention-proxy's own protocol (which signals a disconnect itself) instead of uvicorn's h11."""
+    config: dict[str, Any] = {}
+    if server == "proxy":
+        config = {"http": protocol_class(RetentionSettings(upstream=upstream_url))}
+    async with aserve(UpstreamProxy(upstream=upstream_url, **options), **config) as proxy_url:
         async with httpx.AsyncClient(base_url=proxy_url, timeout=DEADLINE) as http:
             yield http
 
@@ -439,11 +444,12 @@ async def test_upstream_failing_mid_stream_truncates_the_client_stream(
 # -- client disconnects ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("server", ["h11", "proxy"], ids=["watcher task", "server signal"])
 async def test_client_disconnect_mid_stream_closes_the_upstream_at_once(
-    upstream: Upstream, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, caplog: pytest.LogCaptureFixture, server: str
 ) -> None:
     # The upstream is silent after its first chunk, so only a watcher on receive() can notice.
-    async with proxy_client(upstream.url) as http:
+    async with proxy_client(upstream.url, server=server) as http:
         async with http.stream("GET", "/stallmid") as response:
             assert await anext(response.aiter_raw()) == b"first"
             assert await upstream.next_event() == ("sent-first", None)
@@ -452,10 +458,11 @@ async def test_client_disconnect_mid_stream_closes_the_upstream_at_once(
     assert error_records(caplog) == []
 
 
+@pytest.mark.parametrize("server", ["h11", "proxy"], ids=["watcher task", "server signal"])
 async def test_client_disconnect_before_the_response_starts_closes_the_upstream(
-    upstream: Upstream, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, caplog: pytest.LogCaptureFixture, server: str
 ) -> None:
-    async with proxy_client(upstream.url) as http:
+    async with proxy_client(upstream.url, server=server) as http:
         request = asyncio.ensure_future(http.post("/stall", content=b"{}"))
         assert await upstream.next_event() == ("received", None)
         request.cancel()
@@ -469,15 +476,16 @@ class UploadAborted(Exception):
     pass
 
 
+@pytest.mark.parametrize("server", ["h11", "proxy"], ids=["watcher task", "server signal"])
 async def test_client_disconnect_during_the_upload_closes_the_upstream(
-    upstream: Upstream, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, caplog: pytest.LogCaptureFixture, server: str
 ) -> None:
     async def body() -> AsyncIterator[bytes]:
         yield b"part-1"
         assert await upstream.next_event() == ("chunk", b"part-1")
         raise UploadAborted
 
-    async with proxy_client(upstream.url) as http:
+    async with proxy_client(upstream.url, server=server) as http:
         with pytest.raises(UploadAborted):
             await http.post("/upload", content=body())
         assert await upstream.next_event() == ("disconnected", None)

@@ -308,6 +308,10 @@ def _uvicorn_options(options: _Options) -> dict[str, Any]:
         access_log=False,  # the project's access log is the one: content-free, one JSON line each
         server_header=False,  # the upstream's Server and Date headers pass through; no duplicates
         date_header=False,
+        # uvicorn's X-Forwarded-For handling (trusted from 127.0.0.1) only changes the client address,
+        # which the proxy reads only to log it: without --log-client-address it is a layer per request
+        # for nothing.
+        proxy_headers=options.settings.log_client_address,
         timeout_graceful_shutdown=max(1, round(options.grace)),
         log_config=None,
         lifespan="on",

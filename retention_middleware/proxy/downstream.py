@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from .._types import Message, Receive, Send
+from .._types import Message, Receive, Scope, Send
 from ..errors import OpenAIError, send_error
+from .disconnect_signal import DISCONNECT_SIGNAL, DisconnectSignal
 
 Body = bytes | AsyncIterator[bytes] | None
 """What the upstream request carries: nothing, a body that came whole, or one still arriving."""
@@ -75,6 +76,27 @@ class Downstream:
         self.finishing()
         await send_error(self.send, error)
 
+    def watch(self, scope: Scope, task: asyncio.Task[object]) -> asyncio.Task[None] | None:
+        """Have ``task`` cancelled when the client disconnects before its answer is complete: through
+        the server's ``DisconnectSignal`` when it offers one, else by a watcher task (returned, for
+        the caller to cancel when the request is over)."""
+        signal = scope.get("extensions", {}).get(DISCONNECT_SIGNAL)
+        if isinstance(signal, DisconnectSignal):
+            signal.register(lambda: self._left(task))
+            return None
+        return asyncio.get_running_loop().create_task(self.watch_disconnect(task))
+
+    def _left(self, task: asyncio.Task[object]) -> None:
+        if self._responding:
+            self.gone = True
+            self.cancelled = True
+            task.cancel()
+
+    async def note_disconnect(self) -> None:
+        """Take the ``http.disconnect`` the server now has for us, so every layer in between (the
+        middleware's access record) sees the client leave, as it does through the watcher."""
+        await self._receive()
+
     async def watch_disconnect(self, task: asyncio.Task[object]) -> None:
         """Cancel ``task`` as soon as the client disconnects, unless its answer is complete."""
         # receive() belongs to the body generator until the body is complete; after that the only
@@ -83,7 +105,4 @@ class Downstream:
         message: Message = await self._receive()
         while message["type"] != "http.disconnect":
             message = await self._receive()
-        if self._responding:
-            self.gone = True
-            self.cancelled = True
-            task.cancel()
+        self._left(task)

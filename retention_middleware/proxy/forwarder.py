@@ -190,22 +190,25 @@ class UpstreamProxy:
         task = asyncio.current_task()
         if task is None:  # no asyncio ASGI server calls an app outside a task
             raise RuntimeError("UpstreamProxy must be called from an asyncio task")
-        # The watcher cancels this task wherever it waits: connecting, waiting for headers, or
+        # A disconnect cancels this task wherever it waits: connecting, waiting for headers, or
         # between two chunks of a long generation.
-        watcher = asyncio.get_running_loop().create_task(client.watch_disconnect(task))
+        watcher = client.watch(scope, task)
         try:
             await self._relay(scope, body, client)
         except asyncio.CancelledError:
-            # The watcher's cancellation ends the exchange quietly; anyone else's propagates.
+            # The disconnect's cancellation ends the exchange quietly; anyone else's propagates.
             if not client.cancelled or (sys.version_info >= (3, 11) and task.uncancel() > 0):
                 raise
+            if watcher is None:
+                await client.note_disconnect()
         except Exception:
             # The client is gone (its upload was cut short): nobody is left to answer.
             if not client.gone:
                 raise
         finally:
             client.finishing()
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     async def _fail(self, scope: Scope, client: Downstream, error: OpenAIError, phase: str) -> None:
         # One content-free line per failed answer: which upstream (no path, no query) and when it failed.

@@ -34,6 +34,7 @@ from ..errors import OpenAIError
 from ..limits.headers import HEADER_LINE_OVERHEAD, headers_too_large
 from ..settings import RetentionSettings
 from .deadline import Deadline
+from .disconnect_signal import DISCONNECT_SIGNAL, DisconnectSignal
 from .head_write import HeadJoiningTransport, joined_send
 from .refusals import TIMED_OUT, over_capacity, response_bytes
 
@@ -72,6 +73,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._skip_framing_head = False  # parsing the synthetic head of an ignored Upgrade
         self._head_too_large = False
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._client_gone: DisconnectSignal | None = None
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -87,6 +89,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
         super().connection_lost(exc)
+        cycle = self.cycle
+        if self._client_gone is not None and cycle is not None and cycle.disconnected:
+            self._client_gone.fire()  # after uvicorn's own: receive() now answers http.disconnect
 
     def data_received(self, data: bytes) -> None:
         if self._linger_timer is not None:
@@ -189,6 +194,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         transport = HeadJoiningTransport(self.transport, self.loop)
         cycle.transport = transport
         cycle.send = joined_send(cycle.send, transport)
+        # The app runs alone on the connection (a pipelined request waits for it), so the signal of
+        # the cycle started last is the one a lost connection fires.
+        self._client_gone = DisconnectSignal()
+        cycle.scope.setdefault("extensions", {})[DISCONNECT_SIGNAL] = self._client_gone
         super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
