@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from retention_middleware.proxy.forwarder import UpstreamProxy
+from retention_middleware.proxy.upstream_connection import MAX_HEAD_BYTES, MAX_HEADERS
 
 from support.servers import aserve
 
@@ -223,7 +224,10 @@ async def test_a_chunked_answer_with_trailers_and_chunk_extensions_passes_whole(
         b"HTTP/1.1 200 OK\r\ncontent-length: twelve\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon in this header\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",  # unasked for
+        b"HTTP/1.1 200 OK\r\nx-huge: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\n" + b"x-many: 1\r\n" * (MAX_HEADERS + 1) + b"content-length: 2\r\n\r\nok",
     ],
+    ids=["not-http", "bad-status", "bad-length", "no-colon", "unasked-101", "huge-head", "too-many-headers"],
 )
 async def test_a_malformed_answer_is_502_upstream_unavailable_and_the_next_request_works(
     garbage: bytes, caplog: pytest.LogCaptureFixture

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 # Backpressure: past this many bytes read but not yet taken, reading pauses until they are taken.
 _HIGH_WATER = 256 * 1024
+# An answer's head is held whole until it is complete (httptools joins a header's pieces), so it is
+# bounded: far above any inference server's few hundred bytes, far below what would hurt the process.
+MAX_HEAD_BYTES = 256 * 1024
+MAX_HEADERS = 1000
 
 
 class UpstreamError(Exception):
@@ -51,6 +55,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_pool", "_loop", "_parser", "transport", "_waiter", "_chunks", "_buffered", "_paused",
         "_writable", "status", "headers", "_head_done", "complete", "_error", "_silence",
         "_heading", "_bodiless", "responded", "reused", "idle_since", "_delimited", "_keep_alive",
+        "_head_bytes", "counted",
     )  # fmt: skip
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -75,11 +80,14 @@ class UpstreamConnection(asyncio.Protocol):
         self._bodiless = False
         self._delimited = True  # the body's end is framed (length or chunked), not the connection's close
         self._keep_alive = False  # llhttp's verdict, read while it still holds it (it resets after a message)
+        self._head_bytes = 0  # bytes received while the current answer's head is incomplete
         self.responded = False
         """Some byte of the current response has arrived."""
         self.reused = False
         """The connection served an exchange before this one."""
         self.idle_since = 0.0
+        self.counted = False
+        """The pool counts it among its ``limit`` connections."""
 
     # -- the exchange ------------------------------------------------------------------------------
 
@@ -152,6 +160,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._delimited = True
         self.reused = True
         self._keep_alive = False
+        self._head_bytes = 0
         if self._heading:
             # llhttp cannot be told a response had no body; a fresh parser starts the next one clean.
             self._parser = httptools.HttpResponseParser(self)
@@ -208,6 +217,12 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._silence.start(self._pool.read_timeout)
         self.responded = True
+        if not self._head_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(UpstreamClosed())
+                self.abort()
+                return
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the latter: a 101 nobody asked for
@@ -247,6 +262,8 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._head_done:  # after the head, these are a chunked body's trailers, which are not passed on
             self.headers.append((name, value))
+            if len(self.headers) > MAX_HEADERS:
+                raise UpstreamClosed()  # stops the parser: a parser error, the connection is dropped
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()

@@ -95,6 +95,9 @@ class UpstreamPool:
 
     def lost(self, connection: UpstreamConnection) -> None:
         """``connection`` closed (either side): its place is free."""
+        if not connection.counted:
+            return  # opened after its request gave up (see _connect): its place was freed then
+        connection.counted = False
         self._open -= 1
         try:
             self._idle.remove(connection)
@@ -126,6 +129,9 @@ class UpstreamPool:
                 lambda: UpstreamConnection(self), self._host, self._port, ssl=self._tls,
                 server_hostname=self._host if self._tls is not None else None,
             )  # fmt: skip
+            # A connect that completes just as its request is cancelled may still hand asyncio a
+            # connection nobody receives: it is not counted (its place is freed below) and it goes
+            # when the upstream closes it.
             _, connection = await asyncio.wait_for(opening, self._connect_timeout)
         except asyncio.TimeoutError:
             self._open -= 1
@@ -136,6 +142,7 @@ class UpstreamPool:
         except BaseException:
             self._open -= 1
             raise
+        connection.counted = True
         return connection
 
     async def _wait_for_one(self) -> UpstreamConnection | None:
