@@ -28,6 +28,12 @@ class DisconnectSignal:
     def register(self, callback: Callable[[], None]) -> None:
         self._callback = callback
 
+    def clear(self) -> None:
+        """Nothing to call any more (the answer is complete). It also drops the callback's references:
+        the signal sits in the scope the callback's request holds, and kept, they would make a
+        reference cycle per request for the garbage collector."""
+        self._callback = None
+
     def fire(self) -> None:
         callback, self._callback = self._callback, None
         if callback is not None:

@@ -23,7 +23,7 @@ class ClientGone(Exception):
 class Downstream:
     """``receive`` and ``send`` of one request, with what the forwarder must know about them."""
 
-    __slots__ = ("_receive", "send", "_body_done", "gone", "cancelled", "_responding")
+    __slots__ = ("_receive", "send", "_body_done", "gone", "cancelled", "_responding", "_signal")
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -34,6 +34,7 @@ class Downstream:
         self.cancelled = False
         """``watch_disconnect`` cancelled the forwarding task."""
         self._responding = True
+        self._signal: DisconnectSignal | None = None
 
     async def body(self) -> Body:
         """The request body for the upstream; ``gone`` is set if the client left first."""
@@ -71,6 +72,8 @@ class Downstream:
         still be at work (a store write) in that last ``send``.
         """
         self._responding = False
+        if self._signal is not None:
+            self._signal.clear()
 
     async def answer_error(self, error: OpenAIError) -> None:
         self.finishing()
@@ -83,6 +86,7 @@ class Downstream:
         signal = scope.get("extensions", {}).get(DISCONNECT_SIGNAL)
         if isinstance(signal, DisconnectSignal):
             signal.register(lambda: self._left(task))
+            self._signal = signal
             return None
         return asyncio.get_running_loop().create_task(self.watch_disconnect(task))
 

@@ -7,16 +7,20 @@ proxied answer's first body message follows its start in the same step of the ev
 forwarder sends both as soon as the upstream's bytes arrive), so the head is held for at most that
 step: it goes with the first body write, or on its own at the end of the step if none came.
 
-Only the head is ever held, and never past the current step; every body message is written as it
-is sent, alone (G7: chunks are not coalesced). A close writes a held head first.
+The cycle's first write is the one held: the head, or the ``100 Continue`` uvicorn writes before
+reading a body a client asked to send (held for that step just the same, and the head after it then
+goes alone). Only that write is ever held, and never past the current step; every body message is
+written as it is sent, alone (G7: chunks are not coalesced). A close writes a held head first.
+
+The transport knows the head as the first write rather than by wrapping the cycle's ``send``: a
+wrapper stored on the cycle would hold the cycle's own bound method, a reference cycle per request
+that only the garbage collector frees (measured: ~55 objects a request, collections ~10% of CPU).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
-
-from .._types import Message, Send
 
 
 class HeadJoiningTransport:
@@ -27,11 +31,8 @@ class HeadJoiningTransport:
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._holding = False  # the next write is the response head
+        self._holding = True  # the next write is the cycle's first: the response head
         self._head: bytes | None = None
-
-    def hold_head(self) -> None:
-        self._holding = True
 
     def write(self, data: bytes) -> None:
         if self._holding:
@@ -60,14 +61,3 @@ class HeadJoiningTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
-
-
-def joined_send(send: Send, transport: HeadJoiningTransport) -> Send:
-    """``send`` telling ``transport`` which write is the head."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            transport.hold_head()
-        await send(message)
-
-    return sending

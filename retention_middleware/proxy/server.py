@@ -35,7 +35,7 @@ from ..limits.headers import HEADER_LINE_OVERHEAD, headers_too_large
 from ..settings import RetentionSettings
 from .deadline import Deadline
 from .disconnect_signal import DISCONNECT_SIGNAL, DisconnectSignal
-from .head_write import HeadJoiningTransport, joined_send
+from .head_write import HeadJoiningTransport
 from .refusals import TIMED_OUT, over_capacity, response_bytes
 
 # After a refusal the client may still be sending (the rest of a huge head, a body). Closing with
@@ -191,9 +191,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         # The head goes out with the first body write (``head_write``): one send, not two.
-        transport = HeadJoiningTransport(self.transport, self.loop)
-        cycle.transport = transport
-        cycle.send = joined_send(cycle.send, transport)
+        cycle.transport = HeadJoiningTransport(self.transport, self.loop)
         # The app runs alone on the connection (a pipelined request waits for it), so the signal of
         # the cycle started last is the one a lost connection fires.
         self._client_gone = DisconnectSignal()
