@@ -40,8 +40,11 @@ class Deadline:
         self.due = None
 
     def cancel(self) -> None:
-        """Stop and release the timer now (the connection is closing)."""
+        """Stop for good (the connection is closing): the timer is released now, and so is
+        ``expired``, which is typically a method of the deadline's owner: kept, the two would be a
+        reference cycle left to the garbage collector for every closed connection."""
         self.due = None
+        self._expired = _ignore
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -56,3 +59,7 @@ class Deadline:
             return
         self.due = None
         self._expired()
+
+
+def _ignore() -> None:
+    pass
