@@ -163,7 +163,7 @@ class UsageTee:
         self.strip_usage = strip_usage
         self.assembler = assembler  # only for a request whose content is kept
         self.kind = BodyKind.OTHER
-        self.parser = SSEParser()
+        self.parser: SSEParser | None = None  # made once the answer turns out to be a stream
         self.held = bytearray()  # strip mode only: bytes of an event not yet complete
         self.json_body: bytearray | None = bytearray()
         self.early = EarlyAnswer()
@@ -179,6 +179,7 @@ class UsageTee:
         if message["type"] == "http.response.start":
             self.kind = body_kind_of(message)
             if self.kind is BodyKind.SSE:
+                self.parser = SSEParser()
                 self.exchange.record.stream = True
                 if self.strip_usage:
                     message = without_content_length(message)  # a chunk will be removed
@@ -194,6 +195,7 @@ class UsageTee:
                 await self._send_without_usage_chunk(message, body, more)
                 return
             await self.downstream(message)
+            assert self.parser is not None  # made with the SSE start
             for event in self.parser.feed(body):
                 self._inspect(event)
         elif self.kind is BodyKind.JSON:
@@ -208,6 +210,7 @@ class UsageTee:
         # send one event per message, so in practice nothing is held and nothing is coalesced.
         # OpenAI-style upstreams asked for usage also add "usage": null to every other chunk; that
         # member is cut out too, so the client gets the bytes it would have got without the request.
+        assert self.parser is not None  # made with the SSE start
         events = self.parser.feed(body)
         held = self.held
         unchanged = not held

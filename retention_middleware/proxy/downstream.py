@@ -23,12 +23,13 @@ class ClientGone(Exception):
 class Downstream:
     """``receive`` and ``send`` of one request, with what the forwarder must know about them."""
 
-    __slots__ = ("_receive", "send", "_body_done", "gone", "cancelled", "_responding", "_signal")
+    __slots__ = ("_receive", "send", "_body_done", "_body_complete", "gone", "cancelled", "_responding", "_signal")
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
         self.send = send
-        self._body_done = asyncio.Event()
+        self._body_done: asyncio.Future[None] | None = None  # made only if someone waits for it
+        self._body_complete = False
         self.gone = False
         """The client went away before its answer was complete."""
         self.cancelled = False
@@ -46,9 +47,14 @@ class Downstream:
         if message.get("more_body", False):
             # Streamed as it arrives; without a Content-Length from the client, it goes chunked.
             return self._rest_of_body(first)
-        self._body_done.set()
+        self._body_arrived()
         # A body that came whole goes with its length, and in the same write as the request head.
         return first or None
+
+    def _body_arrived(self) -> None:
+        self._body_complete = True
+        if self._body_done is not None and not self._body_done.done():
+            self._body_done.set_result(None)
 
     async def _rest_of_body(self, first: bytes) -> AsyncIterator[bytes]:
         if first:
@@ -61,7 +67,7 @@ class Downstream:
             if message.get("body"):
                 yield message["body"]
             if not message.get("more_body", False):
-                self._body_done.set()
+                self._body_arrived()
                 return
 
     def finishing(self) -> None:
@@ -105,7 +111,9 @@ class Downstream:
         """Cancel ``task`` as soon as the client disconnects, unless its answer is complete."""
         # receive() belongs to the body generator until the body is complete; after that the only
         # message left to come is http.disconnect.
-        await self._body_done.wait()
+        if not self._body_complete:
+            self._body_done = asyncio.get_running_loop().create_future()
+            await self._body_done
         message: Message = await self._receive()
         while message["type"] != "http.disconnect":
             message = await self._receive()
