@@ -216,10 +216,10 @@ class UpstreamProxy:
         note_error(scope, error.code or "upstream_unavailable")
         await client.answer_error(error)
 
-    async def _connection(self, scope: Scope, client: Downstream) -> UpstreamConnection | None:
+    async def _connection(self, scope: Scope, client: Downstream, *, fresh: bool = False) -> UpstreamConnection | None:
         """A pooled connection, or None once the failure to get one has been answered."""
         try:
-            return await self._open().acquire()
+            return await self._open().acquire(fresh=fresh)
         except PoolTimeout:
             await self._fail(scope, client, POOL_EXHAUSTED, "waiting for a free pooled connection")
         except ConnectTimeout:
@@ -252,7 +252,7 @@ class UpstreamProxy:
                     raise
                 # A kept-alive connection the upstream had closed: once more, on a connection of its own.
                 connection.abort()
-                fresh = await self._connection(scope, client)
+                fresh = await self._connection(scope, client, fresh=True)
                 if fresh is None:
                     return
                 connection = fresh

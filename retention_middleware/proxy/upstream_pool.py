@@ -64,10 +64,11 @@ class UpstreamPool:
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
 
-    async def acquire(self) -> UpstreamConnection:
+    async def acquire(self, *, fresh: bool = False) -> UpstreamConnection:
+        """A connection for one exchange; ``fresh``: not one kept alive (a retry after a stale one)."""
         while True:
             idle = self._idle
-            while idle:
+            while idle and not fresh:
                 connection = idle.pop()
                 if connection.transport is not None and not connection.transport.is_closing():
                     return connection
