@@ -136,7 +136,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 # -- framing ------------------------------------------------------------------------------------------
 
 
-CLOSE_DELIMITED = bytes(range(256)) * 1200  # past the proxy's 256 KiB read-ahead: its reading pauses on the way
+CLOSE_DELIMITED = bytes(range(256)) * 1200  # past the proxy's 64 KiB read-ahead: its reading pauses on the way
 
 
 async def test_a_body_ended_by_the_upstreams_close_arrives_whole_and_the_next_request_opens_a_connection() -> None:

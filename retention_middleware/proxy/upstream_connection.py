@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .upstream_pool import UpstreamPool
 
 # Backpressure: past this many bytes read but not yet taken, reading pauses until they are taken.
-_HIGH_WATER = 256 * 1024
+_HIGH_WATER = 64 * 1024  # what aiohttp read ahead per connection (its read_bufsize)
 # An answer's head is held whole until it is complete (httptools joins a header's pieces), so it is
 # bounded: far above any inference server's few hundred bytes, far below what would hurt the process.
 MAX_HEAD_BYTES = 256 * 1024
