@@ -305,6 +305,25 @@ async def test_an_upstream_closing_on_the_next_request_gets_a_get_retried_and_a_
     assert seen == [("/first", 0, 0), ("/retried", 0, 1), ("/retried", 1, 0), ("/posted", 1, 1)]
 
 
+async def test_after_a_server_error_the_next_post_goes_on_a_new_connection() -> None:
+    # uvicorn, after an app's exception, answers 500 with no "connection: close", logs the traceback
+    # and only then closes: a request written on that connection meanwhile would be lost unanswered.
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if request.path == "/crash":
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\n\r\noops!")
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the traceback being logged
+            return False  # then the close, whatever came in meanwhile
+        return await answer_path(request, writer)
+
+    async with raw_upstream(answer) as upstream, proxy_client(upstream) as http:
+        crashed = await http.post("/crash", content=b"{}")
+        after = await http.post("/after", content=b"{}")
+    assert (crashed.status_code, crashed.content) == (500, b"oops!")
+    assert (after.status_code, after.content) == (200, b"/after")
+    assert [(r.path, r.connection) for r in upstream.requests] == [("/crash", 0), ("/after", 1)]
+
+
 async def test_an_upstream_closing_right_after_its_answer_never_hangs_the_next_requests() -> None:
     async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
         await answer_path(request, writer)

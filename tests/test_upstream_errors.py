@@ -169,3 +169,37 @@ async def test_an_upstream_silent_mid_body_cuts_the_answer_and_logs_upstream_tim
     (record,) = access_records(caplog)
     assert record["status"] == 200 and record["error"] == "upstream_timeout"
     assert warnings_of(caplog) == [f"upstream {origin}: 200 upstream_timeout while reading the response body"]
+
+
+class CrashesOnTheProbe:
+    """Serves ``/v1/responses`` but fails on the probe's empty ``{}`` with a 500, as ``transformers
+    serve`` does (a KeyError on ``input``); a real request gets a response object."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if orjson.loads(body) == {}:
+            await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"21")]})
+            await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            return
+        answer = {"id": "resp_real", "object": "response", "status": "completed", "model": "m", "output": []}
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": orjson.dumps(answer)})
+
+
+async def test_the_backend_probes_failure_is_not_the_requests_error(caplog: pytest.LogCaptureFixture) -> None:
+    # The auto backend's probe runs inside the client's request; its 500 decides nothing, and the
+    # request itself, answered 200, must not be logged with the probe's upstream_status.
+    async with aserve(CrashesOnTheProbe()) as origin:
+        app = proxy_app(origin, responses_backend="auto", store="memory")
+        async with aserve(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+            answer = await client.post("/v1/responses", json={"model": "m", "input": "hi", "store": False})
+    assert answer.status_code == 200 and answer.json()["id"] == "resp_real"
+    (record,) = access_records(caplog)
+    assert (record["status"], record["error"]) == (200, None)

@@ -5,7 +5,8 @@
 remembers the answer. The question is a ``POST /v1/responses`` with the body ``{}``: an upstream that
 serves the route judges the body (400 or 422), one that does not answers 404 or 405. Any other answer
 (401, 5xx, no connection) decides nothing; the request is served natively and the next one asks again.
-The probe carries no content and goes straight to the app, so it is neither logged nor stored.
+The probe carries no content and goes straight to the app, so it is neither logged nor stored, and
+an error it meets is not written on the request's access record.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from typing import Any, Literal
 
 from .._types import ASGIApp, Message, Scope
+from ..observability.upstream_errors import RECORD_KEY
 from .request_translation import chat_request
 from .upstream_call import NATIVE, ChatCall, NativeCall
 
@@ -45,8 +47,9 @@ async def probe(app: ASGIApp, scope: Scope = PROBE_SCOPE, timeout: float = PROBE
     headers = [(name, value) for name, value in scope.get("headers", ()) if name.lower() not in _BODY_HEADERS]
     headers += [(b"content-type", b"application/json"), (b"content-length", b"2")]
     path = "/v1/responses" if scope.get("path", "/v1").startswith("/v1") else "/responses"
-    probe_scope = {**scope, "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-                   "headers": headers}  # fmt: skip
+    # Without the request's access record: the probe's own failure (a 5xx) is not the request's error.
+    probe_scope = {name: value for name, value in scope.items() if name != RECORD_KEY}
+    probe_scope.update(method="POST", path=path, raw_path=path.encode(), query_string=b"", headers=headers)
     status: int | None = None
     answered = asyncio.Event()
     sent_body = False

@@ -18,6 +18,7 @@ upstream sent.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_pool", "_loop", "_parser", "transport", "_waiter", "_chunks", "_buffered", "_paused",
         "_writable", "status", "headers", "_head_done", "complete", "_error", "_silence",
         "_heading", "_bodiless", "responded", "reused", "idle_since", "_delimited", "_keep_alive",
-        "_head_bytes", "counted",
+        "_head_bytes", "counted", "_fd",
     )  # fmt: skip
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -63,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._loop = pool.loop
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
+        self._fd = -1  # the socket's, to look for a close the loop has not run yet
         self._waiter: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -145,10 +147,29 @@ class UpstreamConnection(asyncio.Protocol):
         return self.complete and not self._chunks
 
     def reusable(self) -> bool:
+        # Not after a 5xx: servers often close the connection right after one without saying so
+        # (uvicorn does after an app's exception, once it has logged it), and a request written on it
+        # meanwhile is lost unanswered. One new connection per server error costs less.
         return (
             self.complete and not self._chunks and self._error is None and self.transport is not None
-            and not self.transport.is_closing() and self._keep_alive
+            and not self.transport.is_closing() and self._keep_alive and self.status < 500
         )  # fmt: skip
+
+    def usable(self) -> bool:
+        """Whether a kept-alive connection can take an exchange now. Besides the transport's own
+        state, the socket must have nothing to read: an upstream that closes right after an answer
+        (uvicorn does, after an app's exception) has its FIN already on the socket while the loop has
+        not yet run the close, and a request written then would be lost (one ``select``, ~1 us)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if self._fd < 0:
+            return True
+        try:
+            readable, _, _ = select.select((self._fd,), (), (), 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def reset(self) -> None:
         """Ready for the next exchange on the same connection."""
@@ -213,6 +234,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         self._silence.start(self._pool.read_timeout)

@@ -70,13 +70,16 @@ class UpstreamPool:
             idle = self._idle
             while idle and not fresh:
                 connection = idle.pop()
-                if connection.transport is not None and not connection.transport.is_closing():
+                if connection.usable():
                     return connection
+                connection.abort()
             if self._open < self.limit:
                 return await self._connect()
             handed = await self._wait_for_one()
-            if handed is not None and handed.transport is not None and not handed.transport.is_closing():
-                return handed
+            if handed is not None:
+                if handed.usable():
+                    return handed
+                handed.abort()
 
     def release(self, connection: UpstreamConnection) -> None:
         """Take back ``connection`` after its exchange: kept if it can serve another, else closed."""
