@@ -16,6 +16,7 @@ import pytest
 from retention_middleware import RetentionMiddleware, RetentionSettings
 from retention_middleware.proxy.forwarder import UpstreamProxy
 
+from support.asgi_tools import read_request_body
 from support.servers import aserve, unused_port
 
 CANARY = "CANARY-upstream-errors-7d1"
@@ -178,13 +179,7 @@ class CrashesOnTheProbe:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        if orjson.loads(body) == {}:
+        if orjson.loads(await read_request_body(receive)) == {}:
             await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"21")]})
             await send({"type": "http.response.body", "body": b"Internal Server Error"})
             return
