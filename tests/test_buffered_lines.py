@@ -133,3 +133,16 @@ def test_an_access_record_reads_the_same_whether_it_skips_the_log_record_or_not(
     (line,) = stream.getvalue().splitlines()
     assert orjson.loads(line)["path"] == "/v1/chat/completions" and orjson.loads(line)["status"] == 200
     assert len(seen) == (1 if with_filter else 0)
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("the log reader went away")
+
+
+def test_a_stream_that_fails_drops_its_lines_and_says_so_once(capsys: pytest.CaptureFixture[str]) -> None:
+    handler = BufferedLineHandler(BrokenStream(), interval=0)
+    for _ in range(3):
+        handler.write_line("a line")  # neither raises into the request nor floods stderr
+    handler.close()
+    assert capsys.readouterr().err.count("access log: lines could not be written") == 1

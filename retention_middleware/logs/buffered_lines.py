@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import TextIO
 
@@ -37,6 +38,7 @@ class BufferedLineHandler(logging.Handler):
         self._size = 0
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -75,8 +77,15 @@ class BufferedLineHandler(logging.Handler):
         try:
             self.stream.write("\n".join(lines))
             self.stream.flush()
-        except (OSError, ValueError):  # the reader went away, or the stream was closed at exit
-            pass
+        except (OSError, ValueError) as error:  # the reader went away, or the stream was closed at exit
+            if not self._failed:
+                self._failed = True  # said once: a line per lost batch would bury stderr too
+                try:
+                    sys.stderr.write(
+                        f"access log: lines could not be written and are dropped ({error.__class__.__name__})\n"
+                    )
+                except (OSError, ValueError):
+                    pass
 
     def _start_flusher(self) -> None:
         self._flusher = threading.Thread(target=self._flush_periodically, name="access-log-flush", daemon=True)

@@ -84,7 +84,10 @@ class UpstreamPool:
     def release(self, connection: UpstreamConnection) -> None:
         """Take back ``connection`` after its exchange: kept if it can serve another, else closed."""
         if self._closed or not connection.reusable():
-            connection.abort() if not connection.complete else connection.close()
+            if connection.complete:
+                connection.close()
+            else:
+                connection.abort()  # mid-answer: the upstream must see it go
             return
         connection.reset()
         while self._waiters:
