@@ -7,11 +7,7 @@ status, the connection closed) within a deadline far above the configured timeou
 
 from __future__ import annotations
 
-import os
-import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,43 +16,22 @@ from typing import Any
 import orjson
 import pytest
 
+from support.proxy_process import ProxyProcess
+
 DEADLINE = 15.0
-BANNER = re.compile(r"listening on http://[\d.]+:(\d+)$")
 CHAT = orjson.dumps({"model": "demo", "messages": [{"role": "user", "content": "hello there"}]})
 
 
-class RunningProxy:
-    def __init__(self, **variables: str) -> None:
-        env = {name: value for name, value in os.environ.items() if not name.startswith("RETENTION_")}
-        env.update(PYTHONUNBUFFERED="1", **variables)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "retention_middleware.proxy.cli", "--demo", "--port", "0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        assert self.process.stderr is not None
-        match = BANNER.search(self.process.stderr.readline().decode().strip())
-        assert match, "no banner"
-        self.port = int(match.group(1))
-        self.stderr: list[str] = []
-        self._started = threading.Event()
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
-        assert self._started.wait(DEADLINE), f"the proxy did not start: {self.stderr}"
+class RunningProxy(ProxyProcess):
+    """``retention-proxy --demo`` with ``variables``, started; raw sockets to it and its memory."""
 
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            self.stderr.append(line)
-            if "Application startup complete" in line:
-                self._started.set()
+    def __init__(self, **variables: str) -> None:
+        super().__init__("--demo", env=variables)
+        self.wait_started()
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
-        return sock
+        return socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
 
     def rss(self) -> int:
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -64,17 +39,6 @@ class RunningProxy:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(DEADLINE)
-        self._reader.join(DEADLINE)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
 
 
 @pytest.fixture
