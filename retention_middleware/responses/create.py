@@ -26,12 +26,13 @@ from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse, StoreError
 from ..store.conversations import ConversationStore
 from ..wire.json_object import nesting_within, too_deep
-from ..wire.request_body import ClientGone, read_body, replay, with_body_length
+from ..wire.request_body import ClientGone, replay, with_body_length
 from .capture import ResponseCapture
 from .ids import checked_id
 from .items import input_as_items
 from .patch import StreamingPatcher, restoration_patterns
 from .rehydrate import rehydrate, store_unavailable
+from .request_reading import read_request
 from .turn import StoredTurn
 
 logger = logging.getLogger("retention_middleware")
@@ -78,14 +79,8 @@ class CreateResponseHandler:
     async def __call__(self, exchange: Exchange) -> None:
         record = exchange.record
         try:
-            body = await read_body(exchange.receive, exchange.scope["headers"], self.settings.max_body)
-            request = _parse_request(body, self.settings.max_json_depth)
-            model = request.get("model")
-            record.model = model if isinstance(model, str) else None
+            body, request, guard = await read_request(exchange, self.settings, _parse_request)
             record.stream = request.get("stream") is True
-            guard = exchange.guard()
-            if guard is not None:
-                guard.add_source(request)
             conversation = self._conversation(request, record.tenant)
             upstream_request, store, previous_id, history = await self._prepare(request, exchange, len(body))
             if conversation is not None:

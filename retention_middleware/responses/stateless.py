@@ -21,12 +21,13 @@ from ..settings import RetentionSettings
 from ..store.base import ResponseStore, StoredResponse
 from ..wire.json_object import json_object, request_object
 from ..wire.metering import normalise_usage
-from ..wire.request_body import ClientGone, read_body, replay, with_body_length
+from ..wire.request_body import ClientGone, replay, with_body_length
 from ..wire.sse import MAX_EVENT_BYTES
 from ..wire.tee import BodyKind, body_kind_of
 from .ids import checked_id
 from .items import input_as_items
 from .rehydrate import rehydrate
+from .request_reading import read_request
 
 
 def history_items(turns: list[StoredResponse]) -> list[Any]:
@@ -56,13 +57,7 @@ class StatelessResponsesHandler:
     async def __call__(self, exchange: Exchange) -> None:
         record = exchange.record
         try:
-            body = await read_body(exchange.receive, exchange.scope["headers"], self.settings.max_body)
-            request = _parse(body, self.settings.max_json_depth)
-            model = request.get("model")
-            record.model = model if isinstance(model, str) else None
-            guard = exchange.guard()
-            if guard is not None:
-                guard.add_source(request)
+            body, request, guard = await read_request(exchange, self.settings, _parse)
             upstream_request = await self._prepare(request, record.tenant)
         except ClientGone:
             return
